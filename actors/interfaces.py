@@ -1,0 +1,110 @@
+"""The two interfaces every search strategy is written against: a stepwise generator and a judge.
+
+Path state is plain data (numpy arrays, ints, strings) so that any replica can continue any
+path and so that a state crosses a process boundary as a few kilobytes, never as a handle to
+GPU memory. Images travel as ``uint8`` arrays of shape (H, W, 3); PNG encoding happens only
+in the shard writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+UNKNOWN = -1
+"""Token value of an undecided slot (masked in MaskGIT, not yet generated in raster order)."""
+
+Question = Literal["outcome", "process", "clarity", "potential"]
+QUESTIONS: tuple[Question, ...] = ("outcome", "process", "clarity", "potential")
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """What a new path starts from.
+
+    ``init_tokens`` lets a path begin from a partly decided grid (PARM++ regeneration from the
+    previous image with low-confidence slots set to UNKNOWN); ``start_step`` is the schedule
+    step that grid corresponds to.
+    """
+
+    prompt_id: str
+    prompt: str
+    seed: int
+    path_index: int
+    init_tokens: np.ndarray | None = None
+    start_step: int = 0
+
+
+@dataclass(frozen=True)
+class PathState:
+    """A path between two steps. ``tokens`` is flat (raster order), int32, UNKNOWN where undecided."""
+
+    prompt_id: str
+    prompt: str
+    seed: int
+    path_index: int
+    step: int
+    num_steps: int
+    tokens: np.ndarray
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.num_steps
+
+    @property
+    def num_unknown(self) -> int:
+        return int((self.tokens == UNKNOWN).sum())
+
+    def with_prompt(self, prompt: str) -> PathState:
+        return replace(self, prompt=prompt)
+
+
+@dataclass(frozen=True)
+class Advanced:
+    """Result of ``Generator.advance``: the new states and, when asked, one preview per path."""
+
+    states: list[PathState]
+    previews: list[np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A completed path: the decoded image and the image token ids it was decoded from."""
+
+    image: np.ndarray
+    tokens: np.ndarray
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A batched, stepwise image generator. Calls must be idempotent: a retried call on a
+    restarted replica must return the same result, so all randomness comes from
+    :func:`actors.rng.path_generator` keyed by (seed, path index, step)."""
+
+    name: str
+    identity: str
+    num_steps: int
+    num_tokens: int
+    image_size: int
+
+    def start(self, specs: Sequence[PathSpec]) -> list[PathState]: ...
+
+    def advance(self, states: Sequence[PathState], steps: int = 1, previews: bool = False) -> Advanced: ...
+
+    def finish(self, states: Sequence[PathState]) -> list[Finished]: ...
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """A batched judge: P(yes) for one of the known questions, and free-text reflections."""
+
+    name: str
+    identity: str
+
+    def ask(self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question) -> np.ndarray: ...
+
+    def reflect(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[str]: ...

@@ -1,0 +1,90 @@
+"""Checkpoint rules shared by every model: where weights come from, which formats are
+trusted, and which device and dtype a replica uses.
+
+- ``tiny:<name>`` builds a small random-weight model of that name once (seeded, so every
+  process gets the same weights), saves it with ``save_pretrained`` into the cache, and
+  returns that directory: tests and the smoke recipe then load it through exactly the
+  code path a real checkpoint takes.
+- Anything else is a local directory or a hub id, handed to ``from_pretrained``.
+- Weights load from safetensors; a checkpoint that only has pickled weights is refused
+  unless the spec sets ``trust_pickle`` (pickle runs arbitrary code on load).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+TINY_BUILDERS: dict[str, str] = {
+    "showo": "actors.showo.tiny:build_tiny_showo",
+    "janus": "actors.janus.tiny:build_tiny_janus",
+    "llava": "actors.judges.tiny:build_tiny_llava",
+    "clip": "actors.judges.tiny:build_tiny_clip",
+}
+TINY_PREFIX = "tiny:"
+_DONE_MARKER = ".parmflow-complete"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PARMFLOW_CACHE", Path.home() / ".cache" / "parmflow"))
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """Return a directory or hub id that ``from_pretrained`` can load."""
+    if not checkpoint.startswith(TINY_PREFIX):
+        return os.path.expanduser(checkpoint) if checkpoint.startswith(("~", "/", ".")) else checkpoint
+    name = checkpoint[len(TINY_PREFIX) :]
+    if name not in TINY_BUILDERS:
+        raise ValueError(f"unknown tiny checkpoint {checkpoint!r}; known: {sorted(TINY_BUILDERS)}")
+    target = cache_dir() / "tiny" / name
+    if (target / _DONE_MARKER).exists():
+        return str(target)
+    module, _, attr = TINY_BUILDERS[name].partition(":")
+    build: Callable[[Path], None] = getattr(importlib.import_module(module), attr)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    build(staging)
+    (staging / _DONE_MARKER).touch()
+    try:  # several replicas may race to build the same tiny model: first one wins
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / _DONE_MARKER).exists():
+            raise
+    return str(target)
+
+
+def check_weights_format(path: str, trust_pickle: bool) -> None:
+    """Refuse a local checkpoint without safetensors unless pickled weights are allowed."""
+    root = Path(path)
+    if not root.is_dir():
+        return  # a hub id: from_pretrained is called with use_safetensors accordingly
+    if any(root.rglob("*.safetensors")):
+        return
+    pickled = [p.name for p in root.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".ckpt"}]
+    if pickled and not trust_pickle:
+        raise ValueError(
+            f"{path}: only pickled weights found ({', '.join(sorted(pickled)[:3])}); "
+            "loading them can run arbitrary code. Convert them to safetensors or set trust_pickle: true."
+        )
+    if not pickled:
+        raise ValueError(f"{path}: no weights found (expected *.safetensors)")
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """bf16 on GPU, fp32 on CPU unless the spec says otherwise."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, dtype)

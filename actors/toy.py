@@ -1,0 +1,118 @@
+"""A deterministic toy generator and judge whose right answers are known in closed form.
+
+They implement the real interfaces, run in microseconds and need no weights, so search
+logic, batching, Ray plumbing and the shard writer are tested on them with exact
+expectations. Registered as kind ``toy`` so a recipe can run the whole pipeline on them.
+
+Generator: a path fills ``num_tokens / num_steps`` slots per step (raster order) with values
+in [0, 256) drawn from its own stream. Its image is a flat colour: red = mean of the decided
+tokens, green = 255 * decided fraction, blue = the last decided token.
+Judge: ``outcome``/``process``/``potential`` P(yes) = red / 255; ``clarity`` P(yes) = green / 255.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from actors.interfaces import UNKNOWN, Advanced, Finished, PathSpec, PathState, Question
+from actors.rng import stream_seed
+from schemas.config import GeneratorSpec, JudgeSpec
+
+
+class ToyGenerator:
+    name = "toy"
+
+    def __init__(self, num_steps: int = 6, num_tokens: int = 12, image_size: int = 8):
+        if num_tokens % num_steps:
+            raise ValueError("toy generator: num_tokens must be a multiple of num_steps")
+        self.num_steps, self.num_tokens, self.image_size = num_steps, num_tokens, image_size
+        self.identity = f"toy(steps={num_steps},tokens={num_tokens})"
+        self.forward_passes = 0
+
+    def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
+        states = []
+        for spec in specs:
+            tokens = np.full(self.num_tokens, UNKNOWN, dtype=np.int32)
+            if spec.init_tokens is not None:
+                tokens = np.asarray(spec.init_tokens, dtype=np.int32).copy()
+            states.append(
+                PathState(
+                    spec.prompt_id,
+                    spec.prompt,
+                    spec.seed,
+                    spec.path_index,
+                    spec.start_step,
+                    self.num_steps,
+                    tokens,
+                )
+            )
+        return states
+
+    def _step(self, state: PathState) -> PathState:
+        per_step = self.num_tokens // self.num_steps
+        rng = np.random.default_rng(stream_seed(state.seed, state.path_index, state.step))
+        tokens = state.tokens.copy()
+        lo = state.step * per_step
+        slots = np.arange(lo, lo + per_step)
+        fresh = slots[tokens[slots] == UNKNOWN]
+        tokens[fresh] = rng.integers(0, 256, size=per_step, dtype=np.int32)[: len(fresh)]
+        self.forward_passes += 1
+        return PathState(
+            state.prompt_id,
+            state.prompt,
+            state.seed,
+            state.path_index,
+            state.step + 1,
+            state.num_steps,
+            tokens,
+            state.extra,
+        )
+
+    def advance(self, states: Sequence[PathState], steps: int = 1, previews: bool = False) -> Advanced:
+        out = []
+        for state in states:
+            for _ in range(min(steps, state.num_steps - state.step)):
+                state = self._step(state)
+            out.append(state)
+        return Advanced(out, [self.render(s.tokens) for s in out] if previews else None)
+
+    def finish(self, states: Sequence[PathState]) -> list[Finished]:
+        for state in states:
+            if not state.done:
+                raise ValueError(f"path {state.prompt_id}/{state.path_index} is at step {state.step}")
+        return [Finished(self.render(s.tokens), s.tokens.copy()) for s in states]
+
+    def render(self, tokens: np.ndarray) -> np.ndarray:
+        known = tokens[tokens != UNKNOWN]
+        red = float(known.mean()) if known.size else 0.0
+        green = 255.0 * known.size / tokens.size
+        blue = float(known[-1]) if known.size else 0.0
+        image = np.empty((self.image_size, self.image_size, 3), dtype=np.uint8)
+        image[...] = np.array([round(red), round(green), round(blue)], dtype=np.uint8)
+        return image
+
+
+class ToyJudge:
+    name = "toy"
+    identity = "toy-judge"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def ask(self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question) -> np.ndarray:
+        self.calls += 1
+        channel = 1 if question == "clarity" else 0
+        return np.array([float(img[0, 0, channel]) / 255.0 for img in images], dtype=np.float64)
+
+    def reflect(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[str]:
+        return [f"make it redder (red is {int(img[0, 0, 0])})" for img in images]
+
+
+def load_toy_generator(spec: GeneratorSpec) -> ToyGenerator:
+    return ToyGenerator(**spec.options)
+
+
+def load_toy_judge(spec: JudgeSpec) -> ToyJudge:
+    return ToyJudge(**spec.options)
