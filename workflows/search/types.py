@@ -8,6 +8,16 @@ from typing import Any
 import numpy as np
 
 
+@dataclass(frozen=True)
+class SearchTask:
+    """One search: ``images_per_prompt`` of these run per prompt, each with its own seed."""
+
+    prompt_id: str
+    prompt: str
+    image_index: int
+    seed: int
+
+
 @dataclass
 class Cost:
     """Counted by the strategy itself. ``nfe`` is generator forward passes per path-step
