@@ -1,0 +1,328 @@
+"""Parquet shards of the ``samples``, ``steps`` and ``errors`` tables, committed exactly once.
+
+Layout under ``<uri>/<run_id>/``::
+
+    samples/part-<writer>-<seq>.parquet   steps/...   errors/...   (same name in each table)
+    _commits/<writer>-<seq>.json          which files and prompts a shard holds
+    _staging/<writer>/                    local files being written (never read)
+    run.json
+
+How a shard commits, and why a crash at any point leaves nothing a resume would duplicate:
+
+1. Each table file is published whole: on a local disk it is written under ``_staging`` and
+   renamed into its table directory (a rename is atomic); on an object store every upload
+   appears atomically under its final name. Tables go in the order steps, errors, samples, so
+   a reader of ``samples`` never sees a sample whose steps are not there yet.
+2. Then the commit record is published. It alone decides what is committed:
+   ``committed_prompt_ids`` reads only commit records.
+3. A writer opening a run deletes its own table files that no commit record lists (left by a
+   crash between 1 and 2) and its staging directory, and continues numbering after its highest
+   committed shard. Files of other writer ids are left alone, so several writers (distinct
+   ``writer_id``) can share one run.
+
+A table with no rows in a shard gets no file. So that every table directory stays readable,
+``close`` commits one empty file (schema, no row group) for any table that has none yet:
+``pyarrow.dataset`` reads it as zero rows; ``datasets`` skips it beside other files, but
+refuses a table whose files hold no row at all (it has no empty split).
+
+Writing never stalls generation: ``add`` only buffers rows; full shards go through a bounded
+queue to one background thread that encodes and uploads them. The queue bounds memory: when
+storage is slower than generation, ``add`` waits for a free slot. A commit error is raised
+by the next ``add``, ``flush`` or ``close`` and by every call after it: a writer that failed
+commits nothing more, and the run resumes with a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from schemas.tables import ERRORS, SAMPLES, STEPS
+from workflows.rows import PromptRows, row_nbytes
+
+SHARD_TABLES: dict[str, pa.Schema] = {"steps": STEPS, "errors": ERRORS, "samples": SAMPLES}
+"""The tables a shard holds, in the order they are published (samples last)."""
+
+QUEUE_SHARDS = 2
+"""Full shards waiting for the background thread before ``add`` waits (bounds memory)."""
+
+_STOP = None
+
+
+@dataclass
+class _Shard:
+    """Rows buffered for one shard; prompts are never split across two shards."""
+
+    prompt_ids: list[str] = field(default_factory=list)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {t: [] for t in SHARD_TABLES})
+    nbytes: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.prompt_ids) or any(self.tables.values())
+
+
+class ShardWriter:
+    """Writes one run's tables to a local directory or an fsspec URI (``s3://bucket/prefix``).
+
+    S3 endpoint, credentials and region come from the environment (``AWS_ENDPOINT_URL``,
+    ``AWS_ACCESS_KEY_ID``, ...) or from ``storage_options``, passed to ``fsspec`` unchanged.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        run_id: str,
+        *,
+        storage_options: dict | None = None,
+        shard_rows: int = 512,
+        shard_bytes: int = 256 << 20,
+        writer_id: str = "0",
+    ):
+        if not run_id or "/" in run_id:
+            raise ValueError(f"output run id {run_id!r}: must be a non-empty name without '/'")
+        if not writer_id or "/" in writer_id:
+            raise ValueError(f"output writer id {writer_id!r}: must be a non-empty name without '/'")
+        self.fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+        self.root = posixpath.join(root.rstrip("/"), run_id)
+        self.run_id, self.writer_id = run_id, writer_id
+        self.shard_rows, self.shard_bytes = shard_rows, shard_bytes
+        self._local = isinstance(self.fs, LocalFileSystem)
+        self._staging = posixpath.join(self.root, "_staging", writer_id)
+        self.prompts_written = 0
+        self.shards_written = 0
+        self.rows_written = {table: 0 for table in SHARD_TABLES}
+        self._next_seq = self._recover()
+        self._buffer = _Shard()
+        self._queue: queue.Queue[_Shard | None] = queue.Queue(maxsize=QUEUE_SHARDS)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._drain, name=f"shard-writer-{writer_id}", daemon=True)
+        self._thread.start()
+
+    # -- reading what is committed ------------------------------------------------------------
+
+    def _path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def _commit_records(self, writer_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Commit records by file name, of one writer or all."""
+        directory = self._path("_commits")
+        self.fs.invalidate_cache(directory)
+        if not self.fs.exists(directory):
+            return {}
+        names = [p for p in self.fs.ls(directory, detail=False) if p.endswith(".json")]
+        if writer_id is not None:
+            names = [p for p in names if _split_name(_stem(p))[0] == writer_id]
+        if not names:
+            return {}
+        contents = self.fs.cat(names)
+        return {posixpath.basename(p): json.loads(contents[p]) for p in names}
+
+    def committed_prompt_ids(self) -> set[str]:
+        """Prompts a resumed run must skip: committed with samples or with a prompt-error row."""
+        return {pid for record in self._commit_records().values() for pid in record["prompt_ids"]}
+
+    def committed_input_errors(self) -> set[tuple[str, int]]:
+        """(source, line) of committed bad input rows, so a resumed run records each once."""
+        return {
+            (source, line)
+            for record in self._commit_records().values()
+            for source, line in record["input_errors"]
+        }
+
+    def read_run_json(self) -> dict | None:
+        path = self._path("run.json")
+        self.fs.invalidate_cache(self.root)
+        if not self.fs.exists(path):
+            return None
+        return json.loads(self.fs.cat_file(path))
+
+    def write_run_json(self, info: dict) -> None:
+        self._publish(self._path("run.json"), json.dumps(info, indent=2, sort_keys=True).encode())
+
+    def _recover(self) -> int:
+        """Delete this writer's uncommitted leftovers; return the next free sequence number."""
+        records = self._commit_records(self.writer_id)
+        listed = {posixpath.basename(p) for record in records.values() for p in record["files"].values()}
+        for table in SHARD_TABLES:
+            directory = self._path(table)
+            self.fs.invalidate_cache(directory)
+            if not self.fs.exists(directory):
+                continue
+            for path in self.fs.ls(directory, detail=False):
+                name = posixpath.basename(path)
+                if name.startswith("part-") and name.endswith(".parquet"):
+                    owner, _ = _split_name(_stem(name).removeprefix("part-"))
+                    if owner == self.writer_id and name not in listed:
+                        self.fs.rm_file(path)
+        if self.fs.exists(self._staging):
+            self.fs.rm(self._staging, recursive=True)
+        if self._local:
+            for table in SHARD_TABLES:
+                self.fs.makedirs(self._path(table), exist_ok=True)
+        seqs = [_split_name(_stem(name))[1] for name in records]
+        return max(seqs, default=-1) + 1
+
+    # -- buffering (caller's thread) -----------------------------------------------------------
+
+    def add(self, rows: PromptRows) -> None:
+        """Buffer one prompt's rows; a full shard goes to the background thread."""
+        self._raise_pending()
+        self._extend(rows.prompt_id, {"samples": rows.samples, "steps": rows.steps, "errors": rows.errors})
+
+    def add_errors(self, rows: list[dict[str, Any]]) -> None:
+        """Buffer error rows not tied to a buffered prompt (bad input rows)."""
+        self._raise_pending()
+        self._extend(None, {"errors": rows})
+
+    def _extend(self, prompt_id: str | None, tables: dict[str, list[dict[str, Any]]]) -> None:
+        """Rotate before a prompt that would overflow the shard, so a limit is only exceeded by
+        a single prompt larger than it (a prompt is never split)."""
+        samples = len(tables.get("samples", ()))
+        nbytes = sum(row_nbytes(row) for rows in tables.values() for row in rows)
+        buffered = len(self._buffer.tables["samples"])
+        if buffered + samples > self.shard_rows or self._buffer.nbytes + nbytes > self.shard_bytes:
+            self._hand_over()
+        if prompt_id is not None:
+            self._buffer.prompt_ids.append(prompt_id)
+        for table, rows in tables.items():
+            self._buffer.tables[table].extend(rows)
+        self._buffer.nbytes += nbytes
+        if len(self._buffer.tables["samples"]) >= self.shard_rows or self._buffer.nbytes >= self.shard_bytes:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._buffer:
+            self._queue.put(self._buffer)
+            self._buffer = _Shard()
+
+    def flush(self) -> None:
+        """Commit everything buffered; returns when it is committed."""
+        self._raise_pending()
+        self._hand_over()
+        self._queue.join()
+        self._raise_pending()
+
+    def close(self) -> None:
+        """Flush, make every table directory readable, and stop the background thread."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+            self._commit_missing_tables()
+        finally:
+            self._closed = True
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _raise_pending(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"shard writer for {self.root} is closed")
+        if self._error is not None:
+            raise RuntimeError(f"shard writer for {self.root}: a commit failed") from self._error
+
+    def _commit_missing_tables(self) -> None:
+        missing = []
+        for table in SHARD_TABLES:
+            directory = self._path(table)
+            self.fs.invalidate_cache(directory)
+            if not (self.fs.exists(directory) and self.fs.ls(directory, detail=False)):
+                missing.append(table)
+        if missing:
+            self._commit(_Shard(), force_empty=tuple(missing))
+
+    # -- committing (background thread) --------------------------------------------------------
+
+    def _drain(self) -> None:
+        while True:
+            shard = self._queue.get()
+            try:
+                if shard is _STOP:
+                    return
+                if self._error is None:  # after a failure nothing more is committed
+                    self._commit(shard)
+            except BaseException as error:  # handed to the caller's thread
+                self._error = error
+            finally:
+                self._queue.task_done()
+
+    def _commit(self, shard: _Shard, force_empty: tuple[str, ...] = ()) -> None:
+        seq = self._next_seq
+        name = f"part-{self.writer_id}-{seq:05d}.parquet"
+        files: dict[str, str] = {}
+        for table, schema in SHARD_TABLES.items():
+            rows = shard.tables[table]
+            if rows or table in force_empty:
+                path = self._path(table, name)
+                self._publish(path, _parquet_bytes(rows, schema))
+                files[table] = posixpath.join(table, name)
+        errors = shard.tables["errors"]
+        record = {
+            "writer_id": self.writer_id,
+            "seq": seq,
+            "files": files,
+            "rows": {table: len(rows) for table, rows in shard.tables.items()},
+            "prompt_ids": sorted(
+                set(shard.prompt_ids) | {e["prompt_id"] for e in errors if e["kind"] == "prompt"}
+            ),
+            "input_errors": sorted({(e["source"], e["line"]) for e in errors if e["kind"] == "input"}),
+        }
+        commit = self._path("_commits", f"{self.writer_id}-{seq:05d}.json")
+        self._publish(commit, json.dumps(record).encode())
+        self._next_seq = seq + 1
+        self.shards_written += 1
+        self.prompts_written += len(shard.prompt_ids)
+        for table, rows in shard.tables.items():
+            self.rows_written[table] += len(rows)
+
+    def _publish(self, path: str, data: bytes) -> None:
+        """Make ``path`` appear whole: rename from staging locally, one upload elsewhere."""
+        if not self._local:
+            self.fs.pipe_file(path, data)
+            return
+        self.fs.makedirs(self._staging, exist_ok=True)
+        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        temporary = posixpath.join(self._staging, posixpath.relpath(path, self.root).replace("/", "--"))
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+
+
+def _stem(path: str) -> str:
+    return posixpath.splitext(posixpath.basename(path))[0]
+
+
+def _split_name(stem: str) -> tuple[str, int]:
+    """``<writer>-<seq>`` -> (writer, seq); the writer id itself may contain '-'."""
+    writer, _, seq = stem.rpartition("-")
+    return writer, int(seq)
+
+
+def _parquet_bytes(rows: list[dict[str, Any]], schema: pa.Schema) -> bytes:
+    """One Parquet file, with the table's schema and metadata so ``datasets`` decodes images.
+
+    List columns keep Arrow's ``item`` child name, so a reader gets back exactly the schema of
+    ``schemas/tables.py`` (Parquet's compliant naming would turn it into ``element``). An empty
+    file has no row group at all: ``datasets`` fails on a row group of zero rows.
+    """
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, schema, use_compliant_nested_type=False) as parquet:
+        if rows:
+            parquet.write_table(pa.Table.from_pylist(rows, schema=schema))
+    return sink.getvalue().to_pybytes()
