@@ -1,0 +1,1 @@
+"""Show-o (Phi-1.5 + MAGVIT-v2, MaskGIT decoding) behind the stepwise generator interface."""

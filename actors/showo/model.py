@@ -1,0 +1,43 @@
+"""The Show-o transformer: transformers' Phi causal LM with the vocabulary extended by the special
+tokens, the image codes and the mask token, run under an explicit omni-attention mask.
+
+The Phi model sits under the attribute ``showo`` so the parameter names are the published
+``showlab/show-o`` ones (``showo.model.layers.N.self_attn.q_proj.weight``, ``showo.lm_head.bias``,
+...). The mask is passed as a ready 4-D additive mask, which transformers uses as given, so text
+stays causal while the image block sees everything.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from transformers import PhiConfig, PhiForCausalLM
+
+from actors.showo.config import ShowoConfig
+
+
+def phi_config_for(config: ShowoConfig, llm: PhiConfig) -> PhiConfig:
+    """The backbone's config with the extended vocabulary (the reference resizes the embeddings)."""
+    merged = copy.deepcopy(llm)
+    merged.vocab_size = config.vocab_size
+    merged._attn_implementation = "sdpa"
+    return merged
+
+
+class ShowoTransformer(nn.Module):
+    def __init__(self, config: ShowoConfig, llm: PhiConfig):
+        super().__init__()
+        self.config = config
+        self.showo = PhiForCausalLM(phi_config_for(config, llm))
+
+    def forward(self, input_ids: torch.Tensor, allowed: torch.Tensor, logits_from: int) -> torch.Tensor:
+        """Logits of positions ``logits_from:`` for ``input_ids`` (B, L) under ``allowed`` (B, L, L) bool
+        (query row may attend to key column). Only the image slots' logits are ever needed, so the
+        LM head runs on those alone."""
+        dtype = self.showo.model.embed_tokens.weight.dtype
+        additive = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+        additive.masked_fill_(~allowed, torch.finfo(dtype).min)
+        hidden = self.showo.model(input_ids=input_ids, attention_mask=additive[:, None]).last_hidden_state
+        return self.showo.lm_head(hidden[:, logits_from:])
