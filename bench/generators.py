@@ -34,6 +34,7 @@ from schemas.config import GeneratorSpec
 
 REALISTIC_BUILDERS: dict[str, str] = {
     "showo": "actors.showo.tiny:build_realistic_showo",
+    "janus": "actors.janus.tiny:build_realistic_janus",
 }
 """kind -> ``builder(path: Path, device: str)`` writing a real-size random-weight checkpoint."""
 
