@@ -1,0 +1,129 @@
+"""The LLaVA-OneVision judge (ORM, PRM and PARM checkpoints; PARM++ reflections).
+
+A score is the full-vocabulary softmax probability of the token ``yes`` at the first answer
+position, read from ONE forward pass over the whole left-padded batch: no sampling loop, so a
+score is deterministic and a batch costs one model call however many questions it holds.
+Whether a score counts as yes is decided elsewhere (``workflows.search.decision``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import LlavaOnevisionForConditionalGeneration
+
+from actors.interfaces import Question
+from actors.judges.chat import render_chat
+from actors.judges.common import parse_options, place
+from actors.judges.processor import LlavaImageProcessor
+from actors.judges.questions import ASKABLE, Conversation, load_questions
+from schemas.config import JudgeSpec
+
+
+@dataclass(frozen=True)
+class LlavaOptions:
+    max_new_tokens: int = 64
+    """Longest reflection, in tokens: bounds the cost of a PARM++ round."""
+
+
+def answer_token_id(tokenizer, word: str) -> int:
+    """The id of ``word`` as the first answer token; a tokenizer that splits it (or maps it to
+    the unknown token) cannot give a one-position probability, so it is refused."""
+    ids = tokenizer.encode(word, add_special_tokens=False)
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id or tokenizer.decode(ids) != word:
+        raise ValueError(
+            f"judge tokenizer: {word!r} must be a single token to score answers, got ids {ids} "
+            f"({tokenizer.convert_ids_to_tokens(ids)})"
+        )
+    return ids[0]
+
+
+def check_batch(images: Sequence[np.ndarray], prompts: Sequence[str]) -> None:
+    if len(images) != len(prompts):
+        raise ValueError(f"judge: {len(images)} images for {len(prompts)} prompts")
+    for i, image in enumerate(images):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"judge: image {i} must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+
+
+class LlavaJudge:
+    name = "llava"
+
+    def __init__(
+        self,
+        model: LlavaOnevisionForConditionalGeneration,
+        processor: LlavaImageProcessor,
+        questions: dict[str, Conversation],
+        identity: str,
+        options: LlavaOptions,
+    ):
+        self.model = model
+        self.processor = processor
+        self.questions = questions
+        self.identity = identity
+        self.options = options
+        tokenizer = processor.tokenizer
+        self.yes_id = answer_token_id(tokenizer, "yes")
+        self.no_id = answer_token_id(tokenizer, "no")
+        self.end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    def _inputs(
+        self, images: Sequence[np.ndarray], prompts: Sequence[str], name: str
+    ) -> dict[str, torch.Tensor]:
+        check_batch(images, prompts)
+        texts = [render_chat(self.questions[name], prompt) for prompt in prompts]
+        inputs = self.processor(texts, images)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        return {key: value.to(self.model.device) for key, value in inputs.items()}
+
+    def answer_logits(
+        self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question
+    ) -> torch.Tensor:
+        """Logits over the vocabulary at the first answer position, one row per image."""
+        if question not in ASKABLE:
+            raise ValueError(f"judge llava: unknown question {question!r}; known: {', '.join(ASKABLE)}")
+        inputs = self._inputs(images, prompts, question)
+        # Positions count real tokens only, so a row's result does not depend on its padding.
+        positions = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            out = self.model(**inputs, position_ids=positions, logits_to_keep=1)
+        return out.logits[:, -1, :].float()
+
+    def ask(self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question) -> np.ndarray:
+        if not images:
+            return np.zeros(0, dtype=np.float64)
+        logits = self.answer_logits(images, prompts, question)
+        return torch.softmax(logits, dim=-1)[:, self.yes_id].cpu().double().numpy()
+
+    def reflect(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[str]:
+        """Greedy, length-bounded explanations of what each image gets wrong, one batch."""
+        if not images:
+            return []
+        inputs = self._inputs(images, prompts, "reflect")
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=self.options.max_new_tokens,
+                do_sample=False,
+                eos_token_id=self.end_id,
+                pad_token_id=self.processor.tokenizer.pad_token_id,
+            )
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        return [
+            text.strip()
+            for text in self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        ]
+
+
+def load_llava_judge(spec: JudgeSpec) -> LlavaJudge:
+    options = parse_options(spec.options, LlavaOptions, "llava")
+    where = place(spec)
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(
+        where.path, dtype=where.dtype, use_safetensors=not spec.trust_pickle
+    )
+    model.to(where.device).eval()
+    processor = LlavaImageProcessor.from_pretrained(where.path, model.config)
+    return LlavaJudge(model, processor, load_questions(spec.questions), f"llava:{spec.checkpoint}", options)

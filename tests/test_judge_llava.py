@@ -1,0 +1,209 @@
+"""The LLaVA-OneVision judge on the tiny random-weight checkpoint, loaded like a real one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerFast
+
+from actors.interfaces import QUESTIONS
+from actors.judges.chat import render_chat
+from actors.judges.llava import LlavaJudge, answer_token_id, load_llava_judge
+from actors.judges.processor import LlavaImageProcessor
+from actors.judges.questions import BUILTIN_QUESTIONS, load_questions
+from actors.judges.tiny import train_tiny_bpe
+from actors.loading import resolve_checkpoint
+from schemas.config import JudgeSpec
+
+SIZES = [(64, 64), (48, 80), (80, 48), (32, 32), (64, 64), (20, 100), (100, 20), (40, 40)]
+PROMPTS = [
+    "a red cat",
+    "two dogs",
+    "a blue car left of a tree",
+    "{weird} braces",
+    "a cup",
+    "a clock",
+    "x",
+    "yes",
+]
+
+
+@pytest.fixture(scope="module")
+def judge() -> LlavaJudge:
+    return load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava"))
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in SIZES]
+
+
+def direct_p_yes(judge: LlavaJudge, image: np.ndarray, prompt: str, question: str) -> float:
+    """P(yes) for one image straight from the model's full logits, no padding, no shortcuts."""
+    inputs = judge.processor([render_chat(judge.questions[question], prompt)], [image])
+    with torch.no_grad():
+        logits = judge.model(**inputs).logits[0, -1].double()
+    yes = judge.processor.tokenizer.convert_tokens_to_ids("yes")
+    return float(torch.softmax(logits, -1)[yes])
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_p_yes_is_a_probability_equal_to_the_direct_computation(judge, images, question):
+    p = judge.ask(images[:3], PROMPTS[:3], question)
+    assert p.shape == (3,) and p.dtype == np.float64
+    assert np.all((p >= 0) & (p <= 1))
+    direct = [
+        direct_p_yes(judge, img, prompt, question)
+        for img, prompt in zip(images[:3], PROMPTS[:3], strict=True)
+    ]
+    np.testing.assert_allclose(p, direct, rtol=1e-4)
+
+
+def test_batch_of_eight_equals_eight_singles(judge, images):
+    batch = judge.ask(images, PROMPTS, "outcome")
+    singles = np.array(
+        [judge.ask([img], [prompt], "outcome")[0] for img, prompt in zip(images, PROMPTS, strict=True)]
+    )
+    np.testing.assert_allclose(batch, singles, rtol=1e-4)
+    # the images score differently, so a batch that mixed up rows would not pass
+    assert np.ptp(singles) > 100 * 1e-4 * singles.max()
+
+
+def test_one_forward_pass_per_batch(judge, images, monkeypatch):
+    calls = []
+    original = judge.model.forward
+    monkeypatch.setattr(judge.model, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    judge.ask(images, PROMPTS, "clarity")
+    assert len(calls) == 1
+
+
+def expected_chat(turns: list[tuple[str, str]], prompt: str) -> str:
+    text = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    for role, body in turns:
+        text += f"<|im_start|>{role}\n{body.replace('{prompt}', prompt)}<|im_end|>\n"
+    return text + "<|im_start|>assistant\n"
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_rendered_chat_matches_the_expected_token_sequence(judge, images, question):
+    data = yaml.safe_load(BUILTIN_QUESTIONS.read_text(encoding="utf-8"))
+    turns = [next(iter(turn.items())) for turn in data[question]["turns"]]
+    if question == "potential":
+        assert [role for role, _ in turns] == ["user", "assistant", "user"] and turns[1][1] == "yes"
+    prompt = "a red cat"
+    expected = expected_chat(turns, prompt)
+    assert render_chat(judge.questions[question], prompt) == expected
+
+    tokenizer = judge.processor.tokenizer
+    image = images[1]
+    count = judge.processor.num_image_tokens(*image.shape[:2])
+    before, after = expected.split("<image>")
+    image_id = judge.model.config.image_token_id
+    want = tokenizer.encode(before) + [image_id] * count + tokenizer.encode(after)
+    got = judge.processor([expected], [image])["input_ids"][0].tolist()
+    assert got == want
+    assert got.count(image_id) == count and got[0] == tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert tokenizer.decode(got).endswith("<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_image_token_count_equals_the_model_feature_count():
+    """The text must hold exactly as many image tokens as the model makes features, per image,
+    including the anyres_max downsampling branch (forced here with max 1 tile)."""
+    path = resolve_checkpoint("tiny:llava")
+    for aspect in ("anyres_max_9", "anyres_max_1"):
+        config = LlavaOnevisionConfig.from_pretrained(path, vision_aspect_ratio=aspect)
+        model = LlavaOnevisionForConditionalGeneration(config).eval()
+        processor = LlavaImageProcessor.from_pretrained(path, config)
+        rng = np.random.default_rng(0)
+        imgs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in SIZES]
+        pixels = processor.image_processor(imgs, return_tensors="pt")
+        with torch.no_grad():
+            features = model.model.get_image_features(
+                pixel_values=pixels["pixel_values"],
+                image_sizes=pixels["image_sizes"],
+                vision_aspect_ratio=aspect,
+            ).pooler_output
+        assert [processor.num_image_tokens(h, w) for h, w in SIZES] == [f.shape[0] for f in features]
+
+
+def test_yes_and_no_ids_come_from_the_tokenizer(judge):
+    tokenizer = judge.processor.tokenizer
+    assert tokenizer.decode([judge.yes_id]) == "yes" and tokenizer.decode([judge.no_id]) == "no"
+    assert judge.yes_id == tokenizer.get_vocab()["yes"] and judge.no_id == tokenizer.get_vocab()["no"]
+
+
+def char_level_tokenizer() -> PreTrainedTokenizerFast:
+    """A tokenizer that splits every word into characters: 'yes' is three tokens."""
+    return PreTrainedTokenizerFast(
+        tokenizer_object=train_tiny_bpe(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"], 100),
+        pad_token="<|endoftext|>",
+    )
+
+
+def test_a_tokenizer_without_single_token_yes_fails_clearly(tmp_path: Path):
+    with pytest.raises(ValueError, match="'yes' must be a single token"):
+        answer_token_id(char_level_tokenizer(), "yes")
+    # and at load time, through the same path a user's checkpoint takes
+    broken = tmp_path / "broken"
+    shutil.copytree(resolve_checkpoint("tiny:llava"), broken)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (broken / name).unlink()
+    char_level_tokenizer().save_pretrained(broken)
+    with pytest.raises(ValueError, match="'yes' must be a single token"):
+        load_llava_judge(JudgeSpec(kind="llava", checkpoint=str(broken)))
+
+
+def test_reflect_is_batched_greedy_and_bounded(images, monkeypatch):
+    judge = load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava", options={"max_new_tokens": 4}))
+    lengths = []
+    original = judge.model.generate
+    monkeypatch.setattr(
+        judge.model,
+        "generate",
+        lambda **k: (out := original(**k), lengths.append(out.shape[1] - k["input_ids"].shape[1]))[0],
+    )
+    texts = judge.reflect(images[:3], PROMPTS[:3])
+    assert len(lengths) == 1 and lengths[0] <= 4
+    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+    assert texts == [judge.reflect([img], [p])[0] for img, p in zip(images[:3], PROMPTS[:3], strict=True)]
+
+
+def test_bad_requests_fail_clearly(judge, images):
+    with pytest.raises(ValueError, match="unknown question 'reflect'"):
+        judge.ask(images[:1], PROMPTS[:1], "reflect")
+    with pytest.raises(ValueError, match="1 images for 2 prompts"):
+        judge.ask(images[:1], PROMPTS[:2], "outcome")
+    with pytest.raises(ValueError, match="uint8"):
+        judge.ask([images[0].astype(np.float32)], PROMPTS[:1], "outcome")
+    with pytest.raises(ValueError, match="contains '<image>'"):
+        judge.ask(images[:1], ["a <image> here"], "outcome")
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['max_tokens'\]"):
+        load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava", options={"max_tokens": 3}))
+    with pytest.raises(ValueError, match="max_new_tokens='8' should be int"):
+        load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava", options={"max_new_tokens": "8"}))
+    assert judge.ask([], [], "outcome").shape == (0,)
+
+
+def test_a_user_questions_file_overrides_by_name(tmp_path: Path):
+    own = tmp_path / "q.yaml"
+    own.write_text("outcome:\n  turns:\n  - user: '<image> Is this {prompt}?'\n", encoding="utf-8")
+    questions = load_questions(own)
+    assert render_chat(questions["outcome"], "a cat").endswith(
+        "user\n<image> Is this a cat?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert questions["clarity"] == load_questions()["clarity"]
+    own.write_text("outcomes:\n  turns:\n  - user: '<image> x'\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{own}: unknown question 'outcomes'"):
+        load_questions(own)
+    own.write_text("outcome:\n  turns:\n  - user: 'no image here'\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{own}: outcome: the first turn must hold '<image>'"):
+        load_questions(own)
+    own.write_text("outcome:\n  turns:\n  - assistant: '<image> x'\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"outcome.turns\[0\]: expected a 'user' turn"):
+        load_questions(own)
