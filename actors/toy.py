@@ -8,10 +8,15 @@ Generator: a path fills ``num_tokens / num_steps`` slots per step (raster order)
 in [0, 256) drawn from its own stream. Its image is a flat colour: red = mean of the decided
 tokens, green = 255 * decided fraction, blue = the last decided token.
 Judge: ``outcome``/``process``/``potential`` P(yes) = red / 255; ``clarity`` P(yes) = green / 255.
+
+Two generator options exist for failure and timing tests: ``fail_prompts`` (``start`` raises for a
+prompt containing any of these strings) and ``delay_ms`` (each call sleeps, so a run lasts long
+enough to be interrupted).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,16 +29,27 @@ from schemas.config import GeneratorSpec, JudgeSpec
 class ToyGenerator:
     name = "toy"
 
-    def __init__(self, num_steps: int = 6, num_tokens: int = 12, image_size: int = 8):
+    def __init__(
+        self,
+        num_steps: int = 6,
+        num_tokens: int = 12,
+        image_size: int = 8,
+        fail_prompts: Sequence[str] = (),
+        delay_ms: float = 0.0,
+    ):
         if num_tokens % num_steps:
             raise ValueError("toy generator: num_tokens must be a multiple of num_steps")
         self.num_steps, self.num_tokens, self.image_size = num_steps, num_tokens, image_size
+        self.fail_prompts, self.delay_s = tuple(fail_prompts), delay_ms / 1000.0
         self.identity = f"toy(steps={num_steps},tokens={num_tokens})"
         self.forward_passes = 0
 
     def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
+        self._pause()
         states = []
         for spec in specs:
+            if any(bad in spec.prompt for bad in self.fail_prompts):
+                raise RuntimeError(f"toy generator: prompt {spec.prompt!r} is set to fail")
             tokens = np.full(self.num_tokens, UNKNOWN, dtype=np.int32)
             if spec.init_tokens is not None:
                 tokens = np.asarray(spec.init_tokens, dtype=np.int32).copy()
@@ -70,7 +86,12 @@ class ToyGenerator:
             state.extra,
         )
 
+    def _pause(self) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+
     def advance(self, states: Sequence[PathState], steps: int = 1, previews: bool = False) -> Advanced:
+        self._pause()
         out = []
         for state in states:
             for _ in range(min(steps, state.num_steps - state.step)):

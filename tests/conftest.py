@@ -74,3 +74,59 @@ def s3_server() -> Iterator[dict[str, str]]:
         else:
             os.environ[key] = value
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``ray start --head`` node with a dashboard (the jobs API); yields its dashboard URL.
+
+    Separate from ``ray_cluster`` (its own ports and temp dir). It runs with ``--block`` in its own
+    process group, so the teardown stops exactly the processes this fixture started.
+    """
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    port, dashboard = free_port(), free_port()
+    temp = tmp_path_factory.mktemp("ray-head")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    start = [
+        "ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=4",
+        "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+        f"--temp-dir={temp}", "--disable-usage-stats",
+        # every other port too: the defaults are taken when the ray_cluster node runs on this machine
+        f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+        f"--ray-client-server-port={free_port()}", f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}",
+    ]  # fmt: skip
+    head = subprocess.Popen(
+        start, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/version", timeout=2).read()
+                break
+            except OSError:
+                if head.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"ray start --head did not come up (exit {head.poll()})") from None
+                time.sleep(1)
+        yield url
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()

@@ -5,6 +5,8 @@ driver must never make one call per path. Every search task awaits ``submit`` wi
 few items; requests with the same key (method and arguments) queue together and leave as
 one ``dispatch`` call when ``max_batch`` items are waiting or the oldest has waited
 ``wait_ms``. Requests are never split across two dispatches, so a task's items stay in order.
+A batch that fails is retried request by request, so one bad request (a prompt that breaks
+the model) fails only its own caller, not the searches that happened to share its batch.
 
 This is written here rather than taken from Ray Serve's ``@serve.batch`` because Serve's
 handle call costs several milliseconds per request and caps batches at
@@ -104,16 +106,25 @@ class Coalescer:
                 results = list(await self._dispatch(key, flat))
             if len(results) != len(flat):
                 raise RuntimeError(f"dispatch returned {len(results)} results for {len(flat)} items")
-        except BaseException as exc:  # every waiter must hear about the failure
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:
+            if len(batch) > 1:  # isolate the failure: each request alone, so one bad one fails only itself
+                live = [pending for pending in batch if not pending.future.done()]
+                await asyncio.gather(*(self._run(key, [pending]) for pending in live))
+                return
+            self._fail(batch, exc)
             return
+        except BaseException as exc:  # cancelled: every waiter must hear about it
+            self._fail(batch, exc)
+            raise
         offset = 0
         for pending in batch:
             n = len(pending.items)
             if not pending.future.done():
                 pending.future.set_result(results[offset : offset + n])
             offset += n
+
+    @staticmethod
+    def _fail(batch: list[_Pending], exc: BaseException) -> None:
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(exc)

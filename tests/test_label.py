@@ -1,0 +1,104 @@
+"""The label entry point on the toy models: exit codes, errors rows, resume, config guard.
+
+Most tests run the in-process backend (``run.backend local``): the flow is the same code as
+under Ray, so what they check holds for both; tests/test_label_ray.py runs it on Ray.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from label_helpers import PROMPTS, SMOKE_PROMPTS, TOY, prompts_written, read, run_json
+
+from workflows.label import main
+
+LOCAL = ["--run.backend", "local"]
+PER_PROMPT = 2 * 4  # images_per_prompt x n in configs/toy.yaml
+
+
+def test_local_run_writes_every_prompt_once_and_exits_0(tmp_path: Path) -> None:
+    assert main(["--config", TOY, "--output", str(tmp_path), "--run-id", "a", *LOCAL]) == 0
+    run_dir = tmp_path / "a"
+    written = prompts_written(run_dir)
+    assert sorted({p for p, *_ in written}) == sorted(SMOKE_PROMPTS)
+    assert set(written.values()) == {1} and len(written) == len(SMOKE_PROMPTS) * PER_PROMPT
+    assert read(run_dir, "errors").num_rows == 0
+    info = run_json(run_dir)
+    assert info["status"] == "complete" and info["ended_at"]
+    assert info["counts"]["prompts_ok"] == len(SMOKE_PROMPTS)
+    assert info["counts"]["images"] == len(SMOKE_PROMPTS) * PER_PROMPT
+    assert info["models"] == {"generator": "toy(steps=6,tokens=12)", "judge": "toy-judge"}
+    assert info["config"]["search"]["strategy"] == "parm" and info["code_version"]
+
+
+def test_a_prompt_that_always_fails_becomes_an_errors_row_and_exit_2(tmp_path: Path) -> None:
+    failing = ["--generator.options.fail_prompts", '["kite"]', "--run.retries", "2"]
+    assert main(["--config", TOY, "--output", str(tmp_path), "--run-id", "f", *LOCAL, *failing]) == 2
+    errors = read(tmp_path / "f", "errors").to_pylist()
+    assert [(e["kind"], e["attempts"]) for e in errors] == [("prompt", 3)]
+    assert "kite" in errors[0]["reason"] and errors[0]["line"] == 1
+    others = {p for p, *_ in prompts_written(tmp_path / "f")}
+    assert others == set(SMOKE_PROMPTS) - {"a photo of a kite"}  # its batch-mates were not dragged down
+    assert run_json(tmp_path / "f")["counts"]["prompts_failed"] == 1
+
+
+def test_bad_input_rows_are_recorded_once_across_a_resume(tmp_path: Path) -> None:
+    source = tmp_path / "prompts.jsonl"
+    lines = PROMPTS.read_text().splitlines()
+    source.write_text("\n".join([lines[0], '{"prompt": ""}', "not json", lines[1]]) + "\n")
+    args = ["--config", TOY, "--output", str(tmp_path / "out"), "--run-id", "b", *LOCAL]
+    args += ["--input.uri", str(source)]
+    assert main(args) == 2
+    assert main(args) == 2  # resumed: still says the input had bad rows, writes nothing twice
+    errors = read(tmp_path / "out" / "b", "errors").to_pylist()
+    assert sorted((e["kind"], e["line"]) for e in errors) == [("input", 2), ("input", 3)]
+    assert len(prompts_written(tmp_path / "out" / "b")) == 2 * PER_PROMPT
+
+
+def test_strict_input_stops_at_the_first_bad_row_and_records_it(tmp_path: Path) -> None:
+    source = tmp_path / "prompts.jsonl"
+    lines = PROMPTS.read_text().splitlines()
+    source.write_text("\n".join([lines[0], '{"text": "x"}', lines[1]]) + "\n")
+    args = ["--config", TOY, "--output", str(tmp_path), "--run-id", "s", *LOCAL, "--input.uri", str(source)]
+    assert main([*args, "--input.strict", "true"]) == 2
+    errors = read(tmp_path / "s", "errors").to_pylist()
+    assert [(e["line"], e["field"]) for e in errors] == [(2, "prompt")]
+    assert {p for p, *_ in prompts_written(tmp_path / "s")} == {SMOKE_PROMPTS[0]}
+
+
+def test_resume_skips_committed_prompts_and_refuses_a_changed_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--config", TOY, "--output", str(tmp_path), "--run-id", "r", *LOCAL]
+    assert main([*args, "--input.limit", "2"]) == 0
+    assert main(args) == 0  # raising the limit is a resume, not a change
+    assert set(prompts_written(tmp_path / "r").values()) == {1}
+    assert len(prompts_written(tmp_path / "r")) == len(SMOKE_PROMPTS) * PER_PROMPT
+    assert run_json(tmp_path / "r")["counts"]["prompts_resumed"] == 2
+    capsys.readouterr()
+    assert main([*args, "--search.n", "3"]) == 1
+    assert "another config" in capsys.readouterr().err
+    assert main([*args, "--search.n", "3", "--output.allow_config_change", "true"]) == 0
+
+
+def test_config_errors_exit_1_and_name_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", TOY, "--output", str(tmp_path), "--search.nn", "3"]) == 1
+    assert "search.nn" in capsys.readouterr().err
+    assert main(["--config", TOY, "--output", str(tmp_path), "--input.uri", str(tmp_path / "no.jsonl")]) == 1
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_progress_and_summary_go_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", TOY, "--output", str(tmp_path), "--run-id", "p", *LOCAL]) == 0
+    err = capsys.readouterr().err
+    assert f"prompts {len(SMOKE_PROMPTS)}/{len(SMOKE_PROMPTS)}" in err and "images/s" in err and "ETA" in err
+    assert f"{len(SMOKE_PROMPTS)} prompts labelled" in err and "all prompts succeeded" in err
+
+
+def test_run_json_hides_storage_option_values(tmp_path: Path) -> None:
+    options = json.dumps({"key": "secret-value"})
+    args = ["--config", TOY, "--output", str(tmp_path), "--run-id", "k", *LOCAL, "--input.limit", "1"]
+    assert main([*args, "--output.storage_options", options]) == 0
+    assert "secret-value" not in (tmp_path / "k" / "run.json").read_text()

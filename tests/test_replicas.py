@@ -1,0 +1,88 @@
+"""Replicas land where the recipe says, and the Ray clients keep images in the object store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import ray
+
+from actors.interfaces import PathSpec
+from actors.toy import ToyGenerator, ToyJudge
+from schemas.config import GeneratorSpec, JudgeSpec, Resources
+from workflows.image_refs import ImageRef
+from workflows.ray_clients import LeastBusy, RayGeneratorClient, RayJudgeClient
+from workflows.replicas import GeneratorReplica, JudgeReplica, launch
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def toy_replicas(ray_cluster: None) -> Iterator[tuple[list, list]]:
+    """2 generators on a whole fake GPU each, 4 judges on half a GPU each: all 4 GPUs."""
+    gen = GeneratorSpec(kind="toy", checkpoint="none", resources=Resources(replicas=2, num_gpus=1))
+    judge = JudgeSpec(kind="toy", checkpoint="none", resources=Resources(replicas=4, num_gpus=0.5))
+    generators = launch(GeneratorReplica, gen, "test-replicas-generator")
+    judges = launch(JudgeReplica, judge, "test-replicas-judge")
+    yield generators, judges
+    for actor in generators + judges:
+        ray.kill(actor)
+
+
+def test_replicas_are_placed_as_the_recipe_says(toy_replicas: tuple[list, list]) -> None:
+    generators, judges = toy_replicas
+    gen_places = ray.get([g.placement.remote() for g in generators])
+    judge_places = ray.get([j.placement.remote() for j in judges])
+    assert [p["resources"] for p in gen_places] == [{"GPU": 1.0}] * 2  # and no CPU: num_cpus=0
+    assert [p["resources"] for p in judge_places] == [{"GPU": 0.5}] * 4
+    gen_gpus = [tuple(p["gpu_ids"]) for p in gen_places]
+    judge_gpus = [tuple(p["gpu_ids"]) for p in judge_places]
+    assert len(set(gen_gpus)) == 2 and all(len(ids) == 1 for ids in gen_gpus)
+    assert sorted(judge_gpus).count(judge_gpus[0]) == 2  # two judges share each of the other GPUs
+    assert not set(gen_gpus) & set(judge_gpus)
+
+
+def test_images_stay_in_the_object_store_and_the_judge_resolves_them(toy_replicas: tuple[list, list]) -> None:
+    generators, judges = toy_replicas
+    gen_client = RayGeneratorClient(generators, Resources(max_batch=64, batch_wait_ms=5))
+    judge_client = RayJudgeClient(judges, Resources(max_batch=64, batch_wait_ms=5))
+    toy, toy_judge = ToyGenerator(), ToyJudge()
+
+    async def one(i: int) -> tuple[list, np.ndarray, np.ndarray]:
+        states = await gen_client.start([PathSpec(f"p{i}", "x", seed=i, path_index=j) for j in range(2)])
+        moved = await gen_client.advance(states, steps=3, previews=True)
+        done = await gen_client.finish((await gen_client.advance(moved.states, steps=3)).states)
+        previews = await judge_client.ask(moved.previews, ["x", "x"], "clarity")
+        finals = await judge_client.ask([f.image for f in done], ["x", "x"], "outcome")
+        return done, previews, finals
+
+    async def many() -> list:
+        return await asyncio.gather(*(one(i) for i in range(20)))
+
+    results = asyncio.run(many())
+    for i, (done, previews, finals) in enumerate(results):
+        assert all(isinstance(f.image, ImageRef) for f in done)  # the driver holds refs, not pixels
+        expected = toy.finish(
+            toy.advance(toy.start([PathSpec(f"p{i}", "x", i, j) for j in range(2)]), 6).states
+        )
+        assert [f.tokens.tolist() for f in done] == [e.tokens.tolist() for e in expected]
+        np.testing.assert_allclose(finals, toy_judge.ask([e.image for e in expected], ["x", "x"], "outcome"))
+        np.testing.assert_allclose(previews, [128 / 255] * 2)  # half the slots decided after 3 of 6 steps
+    assert gen_client._batcher.calls < 20 * 4 / 2  # 80 requests coalesced into far fewer calls
+
+
+def test_least_busy_spreads_concurrent_calls() -> None:
+    pool = LeastBusy(["a", "b", "c"])
+    used: list[str] = []
+
+    async def call(replica: str) -> None:
+        used.append(replica)
+        await asyncio.sleep(0.01)
+
+    async def many() -> None:
+        await asyncio.gather(*(pool.call(call) for _ in range(6)))
+
+    asyncio.run(many())
+    assert sorted(used) == ["a", "a", "b", "b", "c", "c"] and pool.in_flight == [0, 0, 0]

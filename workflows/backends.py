@@ -1,0 +1,154 @@
+"""The two ways a label run executes the same flow: Ray replicas, or models in this process.
+
+Both hand the driver a generator client, a judge client and an async ``sink`` call; the
+driver cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.registry import build_generator, build_judge
+from schemas.config import JobConfig
+from schemas.errors import ConfigError
+from workflows.clients import GeneratorClient, JudgeClient, LocalGeneratorClient, LocalJudgeClient
+from workflows.run_info import ROOT
+from workflows.sink import PromptSink
+
+SinkCall = Callable[..., Awaitable[Any]]
+"""``await sink("write_prompt", record, results)``: one PromptSink method, run off the event loop."""
+
+
+@dataclass
+class Backend:
+    generator: GeneratorClient
+    judge: JudgeClient | None
+    sink: SinkCall
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def models(self) -> dict[str, str | None]:
+        return {"generator": self.generator.identity, "judge": self.judge.identity if self.judge else None}
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+
+
+def open_backend(cfg: JobConfig, run_id: str) -> Backend:
+    return _open_local(cfg, run_id) if cfg.run.backend == "local" else _open_ray(cfg, run_id)
+
+
+def _sink_args(cfg: JobConfig, run_id: str, generator: str, judge: str | None) -> tuple[tuple, dict]:
+    kwargs = {
+        "strategy": cfg.search.strategy,
+        "generator": generator,
+        "judge": judge,
+        "previews_in_steps": cfg.search.previews_in_steps,
+    }
+    return (cfg.output.model_dump(mode="json"), run_id), kwargs
+
+
+def _open_local(cfg: JobConfig, run_id: str) -> Backend:
+    gen_res = cfg.generator.resources
+    generator = LocalGeneratorClient(build_generator(cfg.generator), gen_res.max_batch, gen_res.batch_wait_ms)
+    judge = None
+    if cfg.judge is not None:
+        res = cfg.judge.resources
+        judge = LocalJudgeClient(build_judge(cfg.judge), res.max_batch, res.batch_wait_ms)
+    args, kwargs = _sink_args(cfg, run_id, generator.identity, judge.identity if judge else None)
+    sink = PromptSink(*args, **kwargs)
+    writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parmflow-sink")
+
+    async def call(method: str, *call_args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(
+            writer_thread, getattr(sink, method), *call_args
+        )
+
+    return Backend(generator, judge, call, [writer_thread.shutdown])
+
+
+def _open_ray(cfg: JobConfig, run_id: str) -> Backend:
+    import ray
+
+    from workflows.ray_clients import RayGeneratorClient, RayJudgeClient
+    from workflows.replicas import GeneratorReplica, JudgeReplica, forwarded_env, launch
+
+    closers: list[Callable[[], None]] = []
+    if not ray.is_initialized():
+        _connect(cfg)
+        closers.append(ray.shutdown)
+    prefix = f"parmflow-{run_id}-{secrets.token_hex(2)}"
+    actors: list[Any] = []
+    closers.append(lambda: [ray.kill(actor) for actor in actors])
+    try:
+        generators = launch(GeneratorReplica, cfg.generator, f"{prefix}-generator")
+        actors += generators
+        generator = RayGeneratorClient(generators, cfg.generator.resources)
+        judge = None
+        if cfg.judge is not None:
+            judges = launch(JudgeReplica, cfg.judge, f"{prefix}-judge")
+            actors += judges
+            judge = RayJudgeClient(judges, cfg.judge.resources)
+        args, kwargs = _sink_args(cfg, run_id, generator.identity, judge.identity if judge else None)
+        sink_actor = (
+            ray.remote(PromptSink)
+            .options(name=f"{prefix}-sink", num_cpus=0, runtime_env=forwarded_env(storage=True))
+            .remote(*args, **kwargs)
+        )
+        actors.append(sink_actor)
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        raise
+
+    async def call(method: str, *call_args: Any) -> Any:
+        return await getattr(sink_actor, method).remote(*call_args)
+
+    return Backend(generator, judge, call, closers)
+
+
+def _connect(cfg: JobConfig) -> None:
+    """Join the cluster named by the recipe or RAY_ADDRESS; else start a local Ray sized as asked."""
+    import ray
+
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+        return
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    ray.init(
+        address="local",
+        num_cpus=cfg.ray.num_cpus,
+        num_gpus=cfg.ray.num_gpus,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
+    try:
+        check_local_resources(cfg, ray.cluster_resources())
+    except ConfigError:
+        ray.shutdown()
+        raise
+
+
+def check_local_resources(cfg: JobConfig, available: dict[str, float]) -> None:
+    """A local Ray cannot grow: say so now instead of waiting forever for a GPU that is not there."""
+    specs = [("generator", cfg.generator)] + ([("judge", cfg.judge)] if cfg.judge else [])
+    for resource, attr in (("GPU", "num_gpus"), ("CPU", "num_cpus")):
+        asks = [(name, spec.resources.replicas, getattr(spec.resources, attr)) for name, spec in specs]
+        needed = sum(replicas * each for _, replicas, each in asks)
+        have = available.get(resource, 0.0)
+        if needed > have:
+            detail = ", ".join(f"{name} {replicas} x {each:g}" for name, replicas, each in asks)
+            raise ConfigError(
+                f"the recipe needs {needed:g} {resource}s ({detail}) but this machine's local Ray has "
+                f"{have:g}. Run it on a GPU cluster (ray job submit --working-dir . -- python "
+                f"workflows/label.py ...), or lower *.resources.replicas / *.resources.{attr}"
+                + (", or pretend with --ray.num_gpus N (models run on the CPU)" if resource == "GPU" else "")
+            )

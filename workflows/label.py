@@ -1,0 +1,105 @@
+"""Label prompts: search each with the recipe's strategy and write samples, steps and errors.
+
+    python workflows/label.py --config configs/smoke.yaml [--output URI] [--run-id ID] [--sec.field V ...]
+
+On a cluster: ``ray job submit --working-dir . -- python workflows/label.py --config ...``
+(the job's RAY_ADDRESS is used); without an address a local Ray is started. Rerunning with
+the same output and run id resumes: committed prompts are skipped.
+
+Exit codes: 0 every prompt labelled; 2 a prompt failed after its retries or an input row was
+bad (see the errors table); 1 the recipe, overrides or input source are invalid.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script (``ray job submit`` does): make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+from collections.abc import Iterator
+
+from schemas.config import JobConfig, load_config, parse_overrides
+from schemas.errors import ConfigError, InputError
+from schemas.prompts import BadRow, PromptRecord, read_prompts
+from workflows.backends import Backend, open_backend
+from workflows.driver import Driver, count_prompts, limit_prompts
+from workflows.progress import Progress
+from workflows.run_info import check_resume, new_run_id, now_iso, run_record
+
+EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None) -> JobConfig:
+    parser = argparse.ArgumentParser(
+        prog="parmflow-label",
+        description=__doc__.split("\n\n")[0],
+        epilog="Any recipe field can be overridden as --section.field VALUE, e.g. --search.n 8.",
+    )
+    parser.add_argument("--config", required=True, help="YAML recipe (configs/*.yaml)")
+    parser.add_argument("--output", help="output directory or s3:// URI (output.uri)")
+    parser.add_argument("--run-id", help="run id; reuse one to resume (output.run_id)")
+    args, rest = parser.parse_known_args(argv)
+    overrides = parse_overrides(rest)
+    output = overrides.setdefault("output", {})
+    if args.output is not None:
+        output["uri"] = args.output
+    if args.run_id is not None:
+        output["run_id"] = args.run_id
+    cfg = load_config(args.config, overrides)
+    if cfg.output.run_id is None:
+        cfg.output.run_id = new_run_id()
+    return cfg
+
+
+async def label(cfg: JobConfig, backend: Backend, rows: Iterator[PromptRecord | BadRow]) -> Progress:
+    run_id = str(cfg.output.run_id)
+    # setup: refuse a changed config, learn what an earlier session committed, record the start
+    check_resume(await backend.sink("read_run_json"), cfg, run_id)
+    committed = await backend.sink("committed")
+    info = run_record(cfg, run_id, backend.models, now_iso())
+    await backend.sink("write_run_json", info)
+
+    # run
+    progress = Progress()
+    progress.start(f"run {run_id} -> {run_uri(cfg)} ({backend.models})")
+    counting = asyncio.create_task(count_prompts(cfg.input, progress))
+    await Driver(cfg, backend, progress).run(limit_prompts(rows, cfg.input.limit), committed)
+    counting.cancel()
+
+    # save: commit the last shard, then the run record with its counts
+    await backend.sink("close")
+    status = "incomplete" if progress.failed or progress.input_errors else "complete"
+    info.update(ended_at=now_iso(), status=status, counts=progress.counts())
+    await backend.sink("write_run_json", info)
+    return progress
+
+
+def run_uri(cfg: JobConfig) -> str:
+    return f"{cfg.output.uri.rstrip('/')}/{cfg.output.run_id}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_args(argv)
+        rows = read_prompts(cfg.input.uri, cfg.input.format, cfg.input.strict)
+        backend = open_backend(cfg, str(cfg.output.run_id))
+    except (ConfigError, InputError) as exc:
+        print(f"parmflow-label: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        progress = asyncio.run(label(cfg, backend, rows))
+    except ConfigError as exc:
+        print(f"parmflow-label: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        backend.close()
+    progress.finish(run_uri(cfg))
+    return EXIT_INCOMPLETE if progress.failed or progress.input_errors else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Ray actor shells around a generator, a judge and the row sink.
+
+Plain actors, not Ray Serve: one driver-side batch becomes one actor call, and an actor
+declared with ``max_restarts=-1, max_task_retries=-1`` reruns the calls of a replica that
+died once it is back (model calls are idempotent by design), where a Serve replica fails the
+calls it had accepted. Each replica loads its model once, in ``__init__``, through the registry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ray
+
+from actors.interfaces import PathSpec, PathState, Question
+from actors.registry import build_generator, build_judge
+from schemas.config import GeneratorSpec, JudgeSpec, Resources
+from workflows.image_refs import resolve_images
+
+FORWARDED_ENV = ("PARMFLOW_CACHE", "HF_HOME", "HF_HUB_OFFLINE")
+"""Driver environment a replica needs to find the same model files."""
+
+STORAGE_ENV_PREFIX = "AWS_"
+"""The writer actor sees the object store as the driver does (endpoint, region, credentials)."""
+
+
+def forwarded_env(storage: bool = False) -> dict[str, str] | None:
+    """Driver variables a worker needs; a cluster started earlier would not have them."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key in FORWARDED_ENV or (storage and key.startswith(STORAGE_ENV_PREFIX))
+    }
+    return {"env_vars": env} if env else None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    identity: str
+    num_steps: int = 0
+
+
+def placement() -> dict[str, Any]:
+    """What Ray gave this replica: resources and GPU ids (tests check the recipe is honoured)."""
+    ctx = ray.get_runtime_context()
+    return {
+        "resources": ctx.get_assigned_resources(),
+        "gpu_ids": ray.get_gpu_ids(),
+        "node": ctx.get_node_id(),
+    }
+
+
+class GeneratorReplica:
+    def __init__(self, spec: dict[str, Any]):
+        self.model = build_generator(GeneratorSpec.model_validate(spec))
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.model.name, self.model.identity, self.model.num_steps)
+
+    def placement(self) -> dict[str, Any]:
+        return placement()
+
+    def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
+        return self.model.start(specs)
+
+    @ray.method(num_returns=2)
+    def advance(
+        self, states: Sequence[PathState], steps: int, previews: bool
+    ) -> tuple[list[PathState], list[np.ndarray] | None]:
+        """States come back inline (small); previews as a second object the caller owns."""
+        out = self.model.advance(states, steps, previews)
+        return out.states, out.previews
+
+    @ray.method(num_returns=2)
+    def finish(self, states: Sequence[PathState]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Token ids inline; images as a second object that stays in the object store."""
+        done = self.model.finish(states)
+        return [f.tokens for f in done], [f.image for f in done]
+
+
+class JudgeReplica:
+    def __init__(self, spec: dict[str, Any]):
+        self.model = build_judge(JudgeSpec.model_validate(spec))
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.model.name, self.model.identity)
+
+    def placement(self) -> dict[str, Any]:
+        return placement()
+
+    def ask(self, images: Sequence[Any], prompts: Sequence[str], question: Question) -> np.ndarray:
+        return self.model.ask(resolve_images(images), prompts, question)
+
+    def reflect(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
+        return self.model.reflect(resolve_images(images), prompts)
+
+
+def launch(cls: type, spec: GeneratorSpec | JudgeSpec, name_prefix: str) -> list[ray.actor.ActorHandle]:
+    """Start ``spec.resources.replicas`` actors of ``cls``, each pinned as the recipe says."""
+    res: Resources = spec.resources
+    actor = ray.remote(cls)
+    return [
+        actor.options(
+            name=f"{name_prefix}-{i}",
+            num_gpus=res.num_gpus,
+            num_cpus=res.num_cpus,
+            max_restarts=res.max_restarts,
+            max_task_retries=-1,
+            runtime_env=forwarded_env(),
+        ).remote(spec.model_dump(mode="json"))
+        for i in range(res.replicas)
+    ]
