@@ -4,7 +4,8 @@ trusted, and which device and dtype a replica uses.
 - ``tiny:<name>`` builds a small random-weight model of that name once (seeded, so every
   process gets the same weights), saves it with ``save_pretrained`` into the cache, and
   returns that directory: tests and the smoke recipe then load it through exactly the
-  code path a real checkpoint takes.
+  code path a real checkpoint takes. The cache folder is keyed by a hash of the builder's
+  source file, so a changed builder never serves a stale checkpoint.
 - Anything else is a local directory or a hub id, handed to ``from_pretrained``.
 - Weights load from safetensors; a checkpoint that only has pickled weights is refused
   unless the spec sets ``trust_pickle`` (pickle runs arbitrary code on load).
@@ -12,7 +13,9 @@ trusted, and which device and dtype a replica uses.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
 import os
 import shutil
 import tempfile
@@ -42,11 +45,13 @@ def resolve_checkpoint(checkpoint: str) -> str:
     name = checkpoint[len(TINY_PREFIX) :]
     if name not in TINY_BUILDERS:
         raise ValueError(f"unknown tiny checkpoint {checkpoint!r}; known: {sorted(TINY_BUILDERS)}")
-    target = cache_dir() / "tiny" / name
+    module, _, attr = TINY_BUILDERS[name].partition(":")
+    builder_module = importlib.import_module(module)
+    build: Callable[[Path], None] = getattr(builder_module, attr)
+    version = hashlib.sha256(inspect.getsource(builder_module).encode()).hexdigest()[:12]
+    target = cache_dir() / "tiny" / f"{name}-{version}"
     if (target / _DONE_MARKER).exists():
         return str(target)
-    module, _, attr = TINY_BUILDERS[name].partition(":")
-    build: Callable[[Path], None] = getattr(importlib.import_module(module), attr)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     build(staging)

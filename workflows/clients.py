@@ -43,17 +43,71 @@ class JudgeClient(Protocol):
     async def reflect(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]: ...
 
 
-class LocalGeneratorClient:
-    """Batches concurrent calls onto one in-process generator (run in a worker thread so the
-    event loop keeps collecting the next batch while the model computes)."""
+class BatchedGeneratorClient:
+    """The client surface, written once: every call is queued in a :class:`Coalescer` keyed by
+    (method, steps, previews) and leaves as one ``_run_batch`` per batch. A backend only says
+    how one batch runs."""
 
-    def __init__(self, model: Generator, max_batch: int = 64, wait_ms: float = 2.0):
-        self.model = model
-        self.name, self.identity, self.num_steps = model.name, model.identity, model.num_steps
-        self._batcher = Coalescer(self._dispatch, max_batch=max_batch, wait_ms=wait_ms)
+    def __init__(self, name: str, identity: str, num_steps: int, batcher_args: dict[str, Any]):
+        self.name, self.identity, self.num_steps = name, identity, num_steps
+        self._batcher = Coalescer(self._dispatch, **batcher_args)
 
     async def _dispatch(self, key: Hashable, items: list[Any]) -> list[Any]:
         method, steps, previews = key  # type: ignore[misc]
+        return await self._run_batch(method, items, steps, previews)
+
+    async def _run_batch(self, method: str, items: list[Any], steps: int, previews: bool) -> list[Any]:
+        """One result per item: a PathState (start), a (PathState, preview or None) pair
+        (advance) or a Finished (finish)."""
+        raise NotImplementedError
+
+    async def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
+        return await self._batcher.submit(("start", 0, False), specs)
+
+    async def advance(self, states: Sequence[PathState], steps: int = 1, previews: bool = False) -> Advanced:
+        pairs = await self._batcher.submit(("advance", steps, previews), states)
+        return Advanced([s for s, _ in pairs], [p for _, p in pairs] if previews else None)
+
+    async def finish(self, states: Sequence[PathState]) -> list[Finished]:
+        return await self._batcher.submit(("finish", 0, False), states)
+
+
+class BatchedJudgeClient:
+    """The judge side of :class:`BatchedGeneratorClient`: calls with the same question (or
+    ``reflect``) coalesce; a backend only says how one batch runs."""
+
+    def __init__(self, name: str, identity: str, batcher_args: dict[str, Any]):
+        self.name, self.identity = name, identity
+        self._batcher = Coalescer(self._dispatch, **batcher_args)
+
+    async def _dispatch(self, key: Hashable, items: list[Any]) -> list[Any]:
+        images = [image for image, _ in items]
+        prompts = [prompt for _, prompt in items]
+        return list(await self._run_batch(str(key), images, prompts))
+
+    async def _run_batch(self, key: str, images: list[Any], prompts: list[str]) -> Sequence[Any]:
+        """P(yes) per image for a question key, or reflections for ``reflect``."""
+        raise NotImplementedError
+
+    async def ask(self, images: Sequence[Any], prompts: Sequence[str], question: Question) -> np.ndarray:
+        pairs = list(zip(images, prompts, strict=True))
+        return np.asarray(await self._batcher.submit(question, pairs), dtype=np.float64)
+
+    async def reflect(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
+        return await self._batcher.submit("reflect", list(zip(images, prompts, strict=True)))
+
+
+class LocalGeneratorClient(BatchedGeneratorClient):
+    """An in-process generator, each batch run in a worker thread so the event loop keeps
+    collecting the next batch while the model computes."""
+
+    def __init__(self, model: Generator, max_batch: int = 64, wait_ms: float = 2.0):
+        super().__init__(
+            model.name, model.identity, model.num_steps, {"max_batch": max_batch, "wait_ms": wait_ms}
+        )
+        self.model = model
+
+    async def _run_batch(self, method: str, items: list[Any], steps: int, previews: bool) -> list[Any]:
         if method == "start":
             return await asyncio.to_thread(self.model.start, items)
         if method == "finish":
@@ -61,38 +115,15 @@ class LocalGeneratorClient:
         out = await asyncio.to_thread(self.model.advance, items, steps, previews)
         return list(zip(out.states, out.previews or [None] * len(out.states), strict=True))
 
-    async def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
-        return await self._batcher.submit(("start", 0, False), specs)
 
-    async def advance(self, states: Sequence[PathState], steps: int = 1, previews: bool = False) -> Advanced:
-        pairs = await self._batcher.submit(("advance", steps, previews), states)
-        new_states = [s for s, _ in pairs]
-        return Advanced(new_states, [p for _, p in pairs] if previews else None)
-
-    async def finish(self, states: Sequence[PathState]) -> list[Finished]:
-        return await self._batcher.submit(("finish", 0, False), states)
-
-
-class LocalJudgeClient:
-    """Batches concurrent ``ask`` calls with the same question onto one in-process judge."""
+class LocalJudgeClient(BatchedJudgeClient):
+    """An in-process judge, each batch run in a worker thread."""
 
     def __init__(self, model: Judge, max_batch: int = 64, wait_ms: float = 2.0):
+        super().__init__(model.name, model.identity, {"max_batch": max_batch, "wait_ms": wait_ms})
         self.model = model
-        self.name, self.identity = model.name, model.identity
-        self._batcher = Coalescer(self._dispatch, max_batch=max_batch, wait_ms=wait_ms)
 
-    async def _dispatch(self, key: Hashable, items: list[Any]) -> list[Any]:
-        images = [image for image, _ in items]
-        prompts = [prompt for _, prompt in items]
+    async def _run_batch(self, key: str, images: list[Any], prompts: list[str]) -> Sequence[Any]:
         if key == "reflect":
             return await asyncio.to_thread(self.model.reflect, images, prompts)
-        return list(await asyncio.to_thread(self.model.ask, images, prompts, key))
-
-    async def ask(self, images: Sequence[Any], prompts: Sequence[str], question: Question) -> np.ndarray:
-        return np.asarray(
-            await self._batcher.submit(question, list(zip(images, prompts, strict=True))),
-            dtype=np.float64,
-        )
-
-    async def reflect(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
-        return await self._batcher.submit("reflect", list(zip(images, prompts, strict=True)))
+        return await asyncio.to_thread(self.model.ask, images, prompts, key)  # type: ignore[arg-type]

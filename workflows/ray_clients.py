@@ -9,15 +9,14 @@ the judge's replicas resolve those next to the model.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import numpy as np
 import ray
 
-from actors.interfaces import Advanced, Finished, PathSpec, PathState, Question
+from actors.interfaces import Finished
 from schemas.config import Resources
-from workflows.batching import Coalescer
+from workflows.clients import BatchedGeneratorClient, BatchedJudgeClient
 from workflows.image_refs import refs_for
 
 
@@ -37,24 +36,23 @@ class LeastBusy:
             self.in_flight[index] -= 1
 
 
-def _coalescer(dispatch: Any, replicas: Sequence[Any], res: Resources) -> Coalescer:
-    return Coalescer(
-        dispatch, max_batch=res.max_batch, wait_ms=res.batch_wait_ms, max_concurrent=len(replicas)
-    )
+def _batcher_args(replicas: Sequence[Any], res: Resources) -> dict[str, Any]:
+    return {"max_batch": res.max_batch, "wait_ms": res.batch_wait_ms, "max_concurrent": len(replicas)}
 
 
-class RayGeneratorClient:
+class RayGeneratorClient(BatchedGeneratorClient):
     def __init__(self, replicas: Sequence[ray.actor.ActorHandle], resources: Resources):
         info = ray.get(replicas[0].info.remote())
-        self.name, self.identity, self.num_steps = info.name, info.identity, info.num_steps
+        super().__init__(info.name, info.identity, info.num_steps, _batcher_args(replicas, resources))
         self._pool = LeastBusy(replicas)
-        self._batcher = _coalescer(self._dispatch, replicas, resources)
 
-    async def _dispatch(self, key: Hashable, items: list[Any]) -> list[Any]:
-        return await self._pool.call(lambda replica: self._call(replica, key, items))
+    async def _run_batch(self, method: str, items: list[Any], steps: int, previews: bool) -> list[Any]:
+        return await self._pool.call(lambda replica: self._call(replica, method, items, steps, previews))
 
-    async def _call(self, replica: ray.actor.ActorHandle, key: Hashable, items: list[Any]) -> list[Any]:
-        method, steps, previews = key  # type: ignore[misc]
+    @staticmethod
+    async def _call(
+        replica: ray.actor.ActorHandle, method: str, items: list[Any], steps: int, previews: bool
+    ) -> list[Any]:
         if method == "start":
             return await replica.start.remote(items)
         if method == "finish":
@@ -67,34 +65,14 @@ class RayGeneratorClient:
         handles = refs_for(previews_ref, len(states)) if previews else [None] * len(states)
         return list(zip(states, handles, strict=True))
 
-    async def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
-        return await self._batcher.submit(("start", 0, False), specs)
 
-    async def advance(self, states: Sequence[PathState], steps: int = 1, previews: bool = False) -> Advanced:
-        pairs = await self._batcher.submit(("advance", steps, previews), states)
-        return Advanced([s for s, _ in pairs], [p for _, p in pairs] if previews else None)
-
-    async def finish(self, states: Sequence[PathState]) -> list[Finished]:
-        return await self._batcher.submit(("finish", 0, False), states)
-
-
-class RayJudgeClient:
+class RayJudgeClient(BatchedJudgeClient):
     def __init__(self, replicas: Sequence[ray.actor.ActorHandle], resources: Resources):
         info = ray.get(replicas[0].info.remote())
-        self.name, self.identity = info.name, info.identity
+        super().__init__(info.name, info.identity, _batcher_args(replicas, resources))
         self._pool = LeastBusy(replicas)
-        self._batcher = _coalescer(self._dispatch, replicas, resources)
 
-    async def _dispatch(self, key: Hashable, items: list[Any]) -> list[Any]:
-        images = [image for image, _ in items]
-        prompts = [prompt for _, prompt in items]
+    async def _run_batch(self, key: str, images: list[Any], prompts: list[str]) -> Sequence[Any]:
         if key == "reflect":
             return await self._pool.call(lambda replica: replica.reflect.remote(images, prompts))
-        return list(await self._pool.call(lambda replica: replica.ask.remote(images, prompts, key)))
-
-    async def ask(self, images: Sequence[Any], prompts: Sequence[str], question: Question) -> np.ndarray:
-        pairs = list(zip(images, prompts, strict=True))
-        return np.asarray(await self._batcher.submit(question, pairs), dtype=np.float64)
-
-    async def reflect(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
-        return await self._batcher.submit("reflect", list(zip(images, prompts, strict=True)))
+        return await self._pool.call(lambda replica: replica.ask.remote(images, prompts, key))
