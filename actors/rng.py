@@ -8,8 +8,10 @@ what makes a retried call idempotent and "alone equals in-batch" hold.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def stream_seed(seed: int, path_index: int, step: int, salt: str = "") -> int:
@@ -21,6 +23,10 @@ def stream_seed(seed: int, path_index: int, step: int, salt: str = "") -> int:
 def path_generator(
     seed: int, path_index: int, step: int, salt: str = "", device: str | torch.device = "cpu"
 ) -> torch.Generator:
+    """A torch generator on that stream. torch is imported here, not at module level, so the
+    driver and the writer, which only need :func:`stream_seed`, never load it."""
+    import torch
+
     gen = torch.Generator(device=device)
     gen.manual_seed(stream_seed(seed, path_index, step, salt))
     return gen
