@@ -9,7 +9,7 @@ in the shard writer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -58,9 +58,6 @@ class PathState:
     @property
     def num_unknown(self) -> int:
         return int((self.tokens == UNKNOWN).sum())
-
-    def with_prompt(self, prompt: str) -> PathState:
-        return replace(self, prompt=prompt)
 
 
 @dataclass(frozen=True)

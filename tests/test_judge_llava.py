@@ -15,7 +15,7 @@ from actors.interfaces import QUESTIONS
 from actors.judges.chat import render_chat
 from actors.judges.llava import LlavaJudge, answer_token_id, load_llava_judge
 from actors.judges.processor import LlavaImageProcessor
-from actors.judges.questions import BUILTIN_QUESTIONS, load_questions
+from actors.judges.questions import ASKABLE, BUILTIN_QUESTIONS, load_questions
 from actors.judges.tiny import train_tiny_bpe
 from actors.loading import resolve_checkpoint
 from schemas.config import JudgeSpec
@@ -73,6 +73,37 @@ def test_batch_of_eight_equals_eight_singles(judge, images):
     np.testing.assert_allclose(batch, singles, rtol=1e-4)
     # the images score differently, so a batch that mixed up rows would not pass
     assert np.ptp(singles) > 100 * 1e-4 * singles.max()
+
+
+@pytest.fixture(scope="module")
+def varied_images(images) -> list[np.ndarray]:
+    """Noise of several sizes and aspect ratios plus flat colours: inputs a judge must tell apart."""
+    flats = [np.full((32, 32, 3), value, dtype=np.uint8) for value in (0, 90, 170, 255)]
+    return images + flats + [np.full((48, 80, 3), (200, 30, 60), dtype=np.uint8)]
+
+
+def answer_probabilities(judge: LlavaJudge, images: list[np.ndarray], question: str) -> torch.Tensor:
+    logits = judge.answer_logits(images, ["a photo of a kite"] * len(images), question)
+    return torch.softmax(logits.double(), dim=-1)
+
+
+@pytest.mark.parametrize("question", ASKABLE)
+def test_the_tiny_judge_answers_yes_or_no(judge, varied_images, question):
+    """Like a trained judge, the tiny one puts its answer mass on yes and no, not on the vocabulary."""
+    probs = answer_probabilities(judge, varied_images, question)
+    mass = probs[:, judge.yes_id] + probs[:, judge.no_id]
+    assert mass.min() > 0.9
+    assert probs.shape[1] > 500  # the two tokens win against a real-sized vocabulary
+
+
+@pytest.mark.parametrize("question", ASKABLE)
+def test_the_tiny_judge_says_yes_to_some_images_and_no_to_others(judge, varied_images, question):
+    """So a smoke search sees clear and unclear previews and paths with and without potential."""
+    p_yes = answer_probabilities(judge, varied_images, question)[:, judge.yes_id].numpy()
+    assert p_yes.max() - p_yes.min() > 0.3
+    assert p_yes.min() < 0.5 < p_yes.max()
+    asked = judge.ask(varied_images, ["a photo of a kite"] * len(p_yes), question)
+    np.testing.assert_allclose(p_yes, asked, rtol=1e-4, atol=1e-6)
 
 
 def test_one_forward_pass_per_batch(judge, images, monkeypatch):

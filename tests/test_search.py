@@ -105,8 +105,10 @@ class ScriptedJudge:
     ):
         self.clear_at, self.potential, self.outcome = clear_at or {}, potential or {}, outcome
         self.reflections = 0
+        self.prompts_seen: set[str] = set()
 
     def ask(self, images: Sequence[Shot], prompts: Sequence[str], question: Question) -> np.ndarray:
+        self.prompts_seen.update(prompts)
         answers = {
             "clarity": lambda s: float(s.step >= self.clear_at.get(s.path, 3)),
             "potential": lambda s: self.potential.get(s.path, 0.9),
@@ -116,6 +118,7 @@ class ScriptedJudge:
         return np.array([answers(s) for s in images])
 
     def reflect(self, images: Sequence[Shot], prompts: Sequence[str]) -> list[str]:
+        self.prompts_seen.update(prompts)
         self.reflections += len(images)
         return [f"fix {self.reflections}" for _ in images]
 
@@ -310,6 +313,15 @@ def test_parm_pp_stops_at_the_first_accepted_round() -> None:
     assert [c for c in result.candidates if c.selected] == [rounds[2]]
     assert [(r.round, r.question) for r in result.trace if r.round > 0] == [(1, "outcome"), (2, "outcome")]
     assert result.cost.nfe == gen.forward_passes == 2 * 6 + 2 * 6
+
+
+def test_parm_pp_judges_every_round_against_the_users_prompt() -> None:
+    """Reflections steer the generator; the judge must keep asking whether the image matches
+    what the user asked for, not the prompt extended by its own reflections."""
+    judge = ScriptedJudge(outcome=lambda shot: 0.0)
+    run("parm_pp", ShotGenerator(), judge, n=2, rounds=2)
+    assert judge.reflections == 2
+    assert judge.prompts_seen == {TASK.prompt}
 
 
 @pytest.mark.parametrize("rounds", [0, 1, 3])

@@ -1,5 +1,8 @@
 """Parquet shards of the ``samples``, ``steps`` and ``errors`` tables, committed exactly once.
 
+Another set of tables of ``schemas.tables.TABLES`` (the pairs workflow writes only ``pairs``)
+goes through the same commit protocol: pass ``tables`` and add rows with ``add_rows``.
+
 Layout under ``<uri>/<run_id>/``::
 
     samples/part-<writer>-<seq>.parquet   steps/...   errors/...   (same name in each table)
@@ -63,8 +66,8 @@ _STOP = None
 class _Shard:
     """Rows buffered for one shard; prompts are never split across two shards."""
 
+    tables: dict[str, list[dict[str, Any]]]
     prompt_ids: list[str] = field(default_factory=list)
-    tables: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {t: [] for t in SHARD_TABLES})
     nbytes: int = 0
 
     def __bool__(self) -> bool:
@@ -87,6 +90,7 @@ class ShardWriter:
         shard_rows: int = 512,
         shard_bytes: int = 256 << 20,
         writer_id: str = "0",
+        tables: dict[str, pa.Schema] = SHARD_TABLES,
     ):
         if not run_id or "/" in run_id:
             raise ValueError(f"output run id {run_id!r}: must be a non-empty name without '/'")
@@ -96,13 +100,15 @@ class ShardWriter:
         self.root = posixpath.join(root.rstrip("/"), run_id)
         self.run_id, self.writer_id = run_id, writer_id
         self.shard_rows, self.shard_bytes = shard_rows, shard_bytes
+        self.tables = tables
+        self._counted = list(tables)[-1]  # rows of the last-published table fill a shard
         self._local = isinstance(self.fs, LocalFileSystem)
         self._staging = posixpath.join(self.root, "_staging", writer_id)
         self.prompts_written = 0
         self.shards_written = 0
-        self.rows_written = {table: 0 for table in SHARD_TABLES}
+        self.rows_written = {table: 0 for table in tables}
         self._next_seq = self._recover()
-        self._buffer = _Shard()
+        self._buffer = self._new_shard()
         self._queue: queue.Queue[_Shard | None] = queue.Queue(maxsize=QUEUE_SHARDS)
         self._error: BaseException | None = None
         self._closed = False
@@ -128,9 +134,13 @@ class ShardWriter:
         contents = self.fs.cat(names)
         return {posixpath.basename(p): json.loads(contents[p]) for p in names}
 
-    def committed_prompt_ids(self) -> set[str]:
-        """Prompts a resumed run must skip: committed with samples or with a prompt-error row."""
-        return {pid for record in self._commit_records().values() for pid in record["prompt_ids"]}
+    def committed_prompt_ids(self, writer_id: str | None = None) -> set[str]:
+        """Prompts a resumed run must skip: committed with samples or with a prompt-error row.
+
+        ``writer_id`` limits them to one writer's, for a workflow that shares the run directory
+        with the writers of other tables (pairs beside samples)."""
+        records = self._commit_records(writer_id).values()
+        return {pid for record in records for pid in record["prompt_ids"]}
 
     def committed_input_errors(self) -> set[tuple[str, int]]:
         """(source, line) of committed bad input rows, so a resumed run records each once."""
@@ -140,21 +150,21 @@ class ShardWriter:
             for source, line in record["input_errors"]
         }
 
-    def read_run_json(self) -> dict | None:
-        path = self._path("run.json")
+    def read_run_json(self, name: str = "run.json") -> dict | None:
+        path = self._path(name)
         self.fs.invalidate_cache(self.root)
         if not self.fs.exists(path):
             return None
         return json.loads(self.fs.cat_file(path))
 
-    def write_run_json(self, info: dict) -> None:
-        self._publish(self._path("run.json"), json.dumps(info, indent=2, sort_keys=True).encode())
+    def write_run_json(self, info: dict, name: str = "run.json") -> None:
+        self._publish(self._path(name), json.dumps(info, indent=2, sort_keys=True).encode())
 
     def _recover(self) -> int:
         """Delete this writer's uncommitted leftovers; return the next free sequence number."""
         records = self._commit_records(self.writer_id)
         listed = {posixpath.basename(p) for record in records.values() for p in record["files"].values()}
-        for table in SHARD_TABLES:
+        for table in self.tables:
             directory = self._path(table)
             self.fs.invalidate_cache(directory)
             if not self.fs.exists(directory):
@@ -168,7 +178,7 @@ class ShardWriter:
         if self.fs.exists(self._staging):
             self.fs.rm(self._staging, recursive=True)
         if self._local:
-            for table in SHARD_TABLES:
+            for table in self.tables:
                 self.fs.makedirs(self._path(table), exist_ok=True)
         seqs = [_split_name(_stem(name))[1] for name in records]
         return max(seqs, default=-1) + 1
@@ -185,26 +195,43 @@ class ShardWriter:
         self._raise_pending()
         self._extend(None, {"errors": rows})
 
+    def add_rows(self, prompt_id: str, tables: dict[str, list[dict[str, Any]]]) -> None:
+        """Buffer one prompt's rows of any of this writer's tables; the prompt is committed even
+        with no rows, so a resumed run can skip it."""
+        self._raise_pending()
+        unknown = sorted(set(tables) - set(self.tables))
+        if unknown:
+            raise ValueError(
+                f"shard writer for {self.root}: no table {unknown} (it writes {list(self.tables)})"
+            )
+        self._extend(prompt_id, tables)
+
+    def _new_shard(self) -> _Shard:
+        return _Shard({table: [] for table in self.tables})
+
     def _extend(self, prompt_id: str | None, tables: dict[str, list[dict[str, Any]]]) -> None:
         """Rotate before a prompt that would overflow the shard, so a limit is only exceeded by
         a single prompt larger than it (a prompt is never split)."""
-        samples = len(tables.get("samples", ()))
+        counted = len(tables.get(self._counted, ()))
         nbytes = sum(row_nbytes(row) for rows in tables.values() for row in rows)
-        buffered = len(self._buffer.tables["samples"])
-        if buffered + samples > self.shard_rows or self._buffer.nbytes + nbytes > self.shard_bytes:
+        buffered = len(self._buffer.tables[self._counted])
+        if buffered + counted > self.shard_rows or self._buffer.nbytes + nbytes > self.shard_bytes:
             self._hand_over()
         if prompt_id is not None:
             self._buffer.prompt_ids.append(prompt_id)
         for table, rows in tables.items():
             self._buffer.tables[table].extend(rows)
         self._buffer.nbytes += nbytes
-        if len(self._buffer.tables["samples"]) >= self.shard_rows or self._buffer.nbytes >= self.shard_bytes:
+        if (
+            len(self._buffer.tables[self._counted]) >= self.shard_rows
+            or self._buffer.nbytes >= self.shard_bytes
+        ):
             self._hand_over()
 
     def _hand_over(self) -> None:
         if self._buffer:
             self._queue.put(self._buffer)
-            self._buffer = _Shard()
+            self._buffer = self._new_shard()
 
     def flush(self) -> None:
         """Commit everything buffered; returns when it is committed."""
@@ -239,13 +266,13 @@ class ShardWriter:
 
     def _commit_missing_tables(self) -> None:
         missing = []
-        for table in SHARD_TABLES:
+        for table in self.tables:
             directory = self._path(table)
             self.fs.invalidate_cache(directory)
             if not (self.fs.exists(directory) and self.fs.ls(directory, detail=False)):
                 missing.append(table)
         if missing:
-            self._commit(_Shard(), force_empty=tuple(missing))
+            self._commit(self._new_shard(), force_empty=tuple(missing))
 
     # -- committing (background thread) --------------------------------------------------------
 
@@ -266,13 +293,13 @@ class ShardWriter:
         seq = self._next_seq
         name = f"part-{self.writer_id}-{seq:05d}.parquet"
         files: dict[str, str] = {}
-        for table, schema in SHARD_TABLES.items():
+        for table, schema in self.tables.items():
             rows = shard.tables[table]
             if rows or table in force_empty:
                 path = self._path(table, name)
                 self._publish(path, _parquet_bytes(rows, schema))
                 files[table] = posixpath.join(table, name)
-        errors = shard.tables["errors"]
+        errors = shard.tables.get("errors", [])
         record = {
             "writer_id": self.writer_id,
             "seq": seq,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
@@ -25,7 +26,9 @@ from transformers.models.llava_onevision.image_processing_pil_llava_onevision im
     LlavaOnevisionImageProcessorPil,
 )
 
-from actors.judges.questions import BUILTIN_QUESTIONS
+from actors.judges.chat import render_chat
+from actors.judges.processor import LlavaImageProcessor
+from actors.judges.questions import ASKABLE, BUILTIN_QUESTIONS, load_questions
 
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 CLIP_SPECIALS = ["<|startoftext|>", "<|endoftext|>"]
@@ -92,17 +95,94 @@ def build_tiny_llava(path: Path) -> None:
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
     )
-    model = LlavaOnevisionForConditionalGeneration(config)
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    LlavaOnevisionImageProcessorPil(
+    image_processor = LlavaOnevisionImageProcessorPil(
         size={"height": TILE, "width": TILE},
         image_grid_pinpoints=pinpoints,
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
-    ).save_pretrained(path)
+    )
+    calibrate_yes_no(model, LlavaImageProcessor(image_processor, tokenizer, config))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    image_processor.save_pretrained(path)
+
+
+def calibration_images(count: int) -> list[np.ndarray]:
+    """Seeded images of the kinds and sizes tiny generators make: pixel noise, blocky noise,
+    flat colours and blends of them, at half and full tile size."""
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(count):
+        side = TILE // 2 if i % 2 else TILE
+        block = 1 + (i // 2) % 4
+        noise = rng.integers(0, 256, (side // block, side // block, 3)).repeat(block, 0).repeat(block, 1)
+        flat = rng.integers(0, 256, 3)
+        mix = (i // 8) % 3 / 2
+        images.append((mix * flat + (1 - mix) * noise).round().astype(np.uint8))
+    return images
+
+
+def answer_hidden_states(
+    model: LlavaOnevisionForConditionalGeneration, processor: LlavaImageProcessor, question: str
+) -> torch.Tensor:
+    """The lm_head inputs at the first answer position, one row per calibration image and prompt."""
+    captured: list[torch.Tensor] = []
+    images = calibration_images(48)
+    hook = model.lm_head.register_forward_hook(lambda _m, args, _o: captured.append(args[0][:, -1]))
+    conversation = load_questions()[question]
+    try:
+        with torch.no_grad():
+            for prompt in ("a photo of a cat", "two red apples", "a blue car left of a dog"):
+                for side in (TILE // 2, TILE):  # one size per batch: no padding, no position shift
+                    batch = [image for image in images if image.shape[0] == side]
+                    model(**processor([render_chat(conversation, prompt)] * len(batch), batch))
+    finally:
+        hook.remove()
+    return torch.cat(captured)
+
+
+LEANING = {"outcome": 0.0, "process": 0.0, "clarity": 0.5, "potential": -1.0}
+"""Mean yes - no logit of each question over the calibration images: potential is asked only of
+clear previews, and leans to no, so some clear paths are judged hopeless and get pruned."""
+
+
+def calibrate_yes_no(
+    model: LlavaOnevisionForConditionalGeneration, processor: LlavaImageProcessor, spread: float = 2.5
+) -> None:
+    """Rewrite the ``yes`` and ``no`` rows of the random lm_head so the tiny judge answers like a
+    trained one: nearly all mass on those two tokens, split differently for different images.
+
+    A random head spreads the answer over the whole vocabulary (P(yes) about 1/vocab for every
+    image), so every PARM search would fall back and nothing would be pruned. From the answer
+    states of seeded calibration renders of every question, both rows get a shared component
+    along the mean state that lifts them far above every other logit. Their difference is the
+    direction in which images vary most within a question, orthogonal to every question's
+    mean state and scaled so yes - no has standard deviation ``spread``, plus a part in the span
+    of those means that sets each question's average to its ``LEANING``: the image decides.
+    """
+    states = [answer_hidden_states(model, processor, question) for question in ASKABLE]
+    means = torch.stack([s.mean(0) for s in states])
+    basis, _ = torch.linalg.qr(means.T)
+    residual = torch.cat([s - s.mean(0) for s in states])
+    residual = residual - residual @ basis @ basis.T
+    direction = torch.linalg.svd(residual, full_matrices=False).Vh[0]
+    leaning = torch.tensor([LEANING[question] for question in ASKABLE])
+    offset = basis @ torch.linalg.solve(means @ basis, leaning)
+    all_states = torch.cat(states)
+    difference = spread / (all_states @ direction).std() * direction + offset
+    shared = means.mean(0) / means.mean(0).norm()
+    lift = all_states @ shared
+    if lift.min() <= 0:
+        raise RuntimeError("tiny llava: an answer state points away from the mean; change the seed")
+    head = model.lm_head.weight.data
+    highest_other = (all_states @ head.T).max()
+    scale = (highest_other + (all_states @ difference).abs().max() + np.log(head.shape[0]) + 6) / lift.min()
+    yes, no = (processor.tokenizer.convert_tokens_to_ids(word) for word in ("yes", "no"))
+    head[yes] = scale * shared + difference / 2
+    head[no] = scale * shared - difference / 2
 
 
 def build_tiny_clip(path: Path) -> None:

@@ -48,7 +48,7 @@ async def search(
 
 
 async def _regenerate(ctx: SearchContext, previous: Candidate, round: int) -> Candidate:
-    (reflection,) = await ctx.reflect([previous.image], [previous.prompt or ctx.task.prompt])
+    (reflection,) = await ctx.reflect([previous.image])
     prompt = f"{ctx.task.prompt} {reflection}".strip()
     (spec,) = ctx.specs(1, prompt=prompt)
     spec = replace(spec, init_tokens=_remask(ctx, previous.tokens, spec.path_index))

@@ -97,11 +97,14 @@ class SearchContext:
     async def ask(
         self, images: Sequence[Any], states: Sequence[PathState], question: Question, round: int = 0
     ) -> list[Verdict]:
-        """Judge each path's image, decide, and record one trace row per (path, step)."""
+        """Judge each path's image, decide, and record one trace row per (path, step).
+
+        The judge is always asked about the user's prompt: a PARM++ path generates from the
+        prompt extended by reflections, but what counts is whether it shows what was asked."""
         if not states:
             return []
         began = time.perf_counter()
-        p_yes = await self._judge().ask(images, [s.prompt for s in states], question)
+        p_yes = await self._judge().ask(images, [self.task.prompt] * len(states), question)
         elapsed_ms = (time.perf_counter() - began) * 1000.0
         self.cost.judge_calls += len(states)
         verdicts = []
@@ -119,10 +122,10 @@ class SearchContext:
             p_yes, prompt_id=self.task.prompt_id, path=path, step=step, question=question, round=round
         )
 
-    async def reflect(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
-        """A reflection is a judge pass over an image, so it counts as a judge call."""
+    async def reflect(self, images: Sequence[Any]) -> list[str]:
+        """What each image gets wrong against the user's prompt; a judge pass, so a judge call."""
         self.cost.judge_calls += len(images)
-        return await self._judge().reflect(images, prompts)
+        return await self._judge().reflect(images, [self.task.prompt] * len(images))
 
     def candidate(self, state: PathState, image: Any, tokens: np.ndarray, **fields: Any) -> Candidate:
         return Candidate(state.path_index, state.seed, image, tokens, prompt=state.prompt, **fields)
