@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from label_helpers import PROMPTS, SMOKE_PROMPTS, TOY, prompts_written, read, run_json
 
+from workflows import sink
 from workflows.label import main
 
 LOCAL = ["--run.backend", "local"]
@@ -42,6 +43,41 @@ def test_a_prompt_that_always_fails_becomes_an_errors_row_and_exit_2(tmp_path: P
     others = {p for p, *_ in prompts_written(tmp_path / "f")}
     assert others == set(SMOKE_PROMPTS) - {"a photo of a kite"}  # its batch-mates were not dragged down
     assert run_json(tmp_path / "f")["counts"]["prompts_failed"] == 1
+
+
+def test_a_prompt_whose_rows_cannot_be_built_is_retried_then_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after the search (rows, images, the sink) must not lose the prompt silently."""
+    real_rows = sink.prompt_rows
+
+    def rows_failing_for_kites(run_id, record, *args, **kwargs):
+        if "kite" in record.prompt:
+            raise ValueError("image could not be encoded")
+        return real_rows(run_id, record, *args, **kwargs)
+
+    monkeypatch.setattr(sink, "prompt_rows", rows_failing_for_kites)
+    assert (
+        main(["--config", TOY, "--output", str(tmp_path), "--run-id", "w", *LOCAL, "--run.retries", "1"]) == 2
+    )
+    errors = read(tmp_path / "w", "errors").to_pylist()
+    assert [(e["kind"], e["attempts"]) for e in errors] == [("prompt", 2)]
+    assert "could not be encoded" in errors[0]["reason"]
+    assert {p for p, *_ in prompts_written(tmp_path / "w")} == set(SMOKE_PROMPTS) - {"a photo of a kite"}
+
+
+def test_a_sink_that_cannot_write_stops_the_run_with_exit_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sink.ShardWriter, "add", broken)
+    monkeypatch.setattr(sink.ShardWriter, "add_errors", broken)
+    assert main(["--config", TOY, "--output", str(tmp_path), "--run-id", "x", *LOCAL]) == 3
+    err = capsys.readouterr().err
+    assert "run stopped: OSError: disk full" in err and "--run-id x" in err
+    assert run_json(tmp_path / "x")["status"] == "running"  # never claimed complete
 
 
 def test_bad_input_rows_are_recorded_once_across_a_resume(tmp_path: Path) -> None:

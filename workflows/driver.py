@@ -88,11 +88,17 @@ class Driver:
         slots = asyncio.Semaphore(self.cfg.run.max_in_flight)
         running: set[asyncio.Task[None]] = set()
 
+        crashed: list[BaseException] = []
+
         def finished(task: asyncio.Task[None]) -> None:
             running.discard(task)
             slots.release()
+            if not task.cancelled() and task.exception() is not None:
+                crashed.append(task.exception())  # type: ignore[arg-type]
 
         async for row in pull(rows):
+            if crashed:
+                break
             if isinstance(row, BadRow):
                 self.progress.input_error(f"{row.source}:{row.line}", row.reason)
                 if (row.source, row.line) not in done_errors:
@@ -106,6 +112,8 @@ class Driver:
             running.add(task)
             task.add_done_callback(finished)
         await all_or_nothing(list(running))
+        if crashed:  # the sink itself failed: stop rather than count prompts that were never written
+            raise crashed[0]
 
     async def label_prompt(self, record: PromptRecord) -> None:
         """Search a prompt, retrying the whole prompt; after the last retry it becomes an errors row."""
@@ -114,10 +122,11 @@ class Driver:
         for _ in range(attempts):
             try:
                 results = await self.search(record)
-            except Exception as exc:
+                images = await self.backend.sink("write_prompt", record, results)
+            except Exception as exc:  # a search or its rows (e.g. an image lost with a node) failed
                 reason = f"{type(exc).__name__}: {exc}"[:REASON_CHARS]
                 continue
-            self.progress.prompt_ok(await self.backend.sink("write_prompt", record, results))
+            self.progress.prompt_ok(images)
             return
         await self.backend.sink("write_prompt_error", record, reason, attempts)
         self.progress.prompt_failed(record.prompt_id, attempts, reason)

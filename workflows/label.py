@@ -7,7 +7,9 @@ On a cluster: ``ray job submit --working-dir . -- python workflows/label.py --co
 the same output and run id resumes: committed prompts are skipped.
 
 Exit codes: 0 every prompt labelled; 2 a prompt failed after its retries or an input row was
-bad (see the errors table); 1 the recipe, overrides or input source are invalid.
+bad (see the errors table); 1 the recipe, overrides or input source are invalid; 3 the run
+stopped (the output could not be written, or the cluster failed): rerun with the same run id
+to resume.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from workflows.driver import Driver, count_prompts, limit_prompts
 from workflows.progress import Progress
 from workflows.run_info import check_resume, new_run_id, now_iso, run_record
 
-EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE = 0, 1, 2
+EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3
 
 
 def parse_args(argv: list[str] | None) -> JobConfig:
@@ -95,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"parmflow-label: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except Exception as exc:
+        print(
+            f"parmflow-label: run stopped: {type(exc).__name__}: {exc}\n"
+            f"  committed prompts are kept; rerun with --run-id {cfg.output.run_id} to resume",
+            file=sys.stderr,
+        )
+        return EXIT_STOPPED
     finally:
         backend.close()
     progress.finish(run_uri(cfg))
