@@ -19,6 +19,8 @@ UNKNOWN = -1
 
 Question = Literal["outcome", "process", "clarity", "potential"]
 QUESTIONS: tuple[Question, ...] = ("outcome", "process", "clarity", "potential")
+REFLECT = "reflect"
+"""Named beside the questions in ``Judge.answers`` by judges that can write reflections."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,14 @@ class Generator(Protocol):
 
 @runtime_checkable
 class Judge(Protocol):
-    """A batched judge: P(yes) for one of the known questions, and free-text reflections."""
+    """A batched judge: P(yes) for one of the known questions, and free-text reflections.
+
+    ``answers`` names the questions it can answer (and ``"reflect"``), so a run whose strategy
+    needs more is refused before any model computes."""
 
     name: str
     identity: str
+    answers: frozenset[str]
 
     def ask(self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question) -> np.ndarray: ...
 

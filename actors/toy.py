@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from actors.interfaces import UNKNOWN, Advanced, Finished, PathSpec, PathState, Question
+from actors.interfaces import QUESTIONS, REFLECT, UNKNOWN, Advanced, Finished, PathSpec, PathState, Question
 from actors.rng import stream_seed
 from schemas.config import GeneratorSpec, JudgeSpec
 
@@ -118,6 +118,7 @@ class ToyGenerator:
 class ToyJudge:
     name = "toy"
     identity = "toy-judge"
+    answers = frozenset((*QUESTIONS, REFLECT))
 
     def __init__(self) -> None:
         self.calls = 0

@@ -31,6 +31,9 @@ class Resources(Strict):
     max_batch: int = Field(64, ge=1, description="most requests one replica call takes")
     batch_wait_ms: float = Field(5.0, ge=0, description="how long a partial batch waits for more")
     max_restarts: int = Field(-1, ge=-1, description="replica restarts (-1: unlimited)")
+    max_task_retries: int = Field(
+        3, ge=-1, description="reruns of a call whose replica died (-1: unlimited; a poisoned batch hangs)"
+    )
 
 
 class GeneratorSpec(Strict):

@@ -138,3 +138,15 @@ def test_run_json_hides_storage_option_values(tmp_path: Path) -> None:
     args = ["--config", TOY, "--output", str(tmp_path), "--run-id", "k", *LOCAL, "--input.limit", "1"]
     assert main([*args, "--output.storage_options", options]) == 0
     assert "secret-value" not in (tmp_path / "k" / "run.json").read_text()
+
+
+def test_a_judge_that_cannot_answer_the_strategy_is_refused_before_any_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = ["--judge.kind", "clip", "--judge.checkpoint", "tiny:clip"]
+    assert main(["--config", TOY, "--output", str(tmp_path), "--run-id", "c", *LOCAL, *clip]) == 1
+    err = capsys.readouterr().err
+    assert "judge.kind 'clip' cannot answer clarity, potential" in err and "'parm'" in err
+    assert not list((tmp_path / "c").glob("_commits/*.json"))  # nothing was searched or written
+    best_of_n = ["--search.strategy", "best_of_n"]
+    assert main(["--config", TOY, "--output", str(tmp_path), "--run-id", "d", *LOCAL, *clip, *best_of_n]) == 0

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from actors.interfaces import PathSpec
 from actors.toy import ToyGenerator, ToyJudge
 from schemas.config import GeneratorSpec, JudgeSpec, Resources
 from workflows.image_refs import ImageRef
-from workflows.ray_clients import LeastBusy, RayGeneratorClient, RayJudgeClient
+from workflows.ray_clients import LeastBusy, NoReplicaLeft, RayGeneratorClient, RayJudgeClient
 from workflows.replicas import GeneratorReplica, JudgeReplica, launch
 
 pytestmark = pytest.mark.ray
@@ -86,3 +87,73 @@ def test_least_busy_spreads_concurrent_calls() -> None:
 
     asyncio.run(many())
     assert sorted(used) == ["a", "a", "b", "b", "c", "c"] and pool.in_flight == [0, 0, 0]
+
+
+def test_least_busy_retires_a_dead_replica_and_reruns_the_call_elsewhere() -> None:
+    pool = LeastBusy(["a", "dead", "b"])
+    used: list[str] = []
+
+    async def call(replica: str) -> str:
+        used.append(replica)
+        if replica == "dead":
+            raise ActorDiedError()
+        await asyncio.sleep(0)
+        return replica
+
+    async def many() -> list[str]:
+        return await asyncio.gather(*(pool.call(call) for _ in range(6)))
+
+    served = asyncio.run(many())
+    assert used.count("dead") == 1 and sorted(served) == ["a", "a", "a", "b", "b", "b"]
+    assert pool.dead == {1} and pool.in_flight == [0, 0, 0]
+
+
+def test_least_busy_keeps_a_replica_that_will_restart() -> None:
+    pool = LeastBusy(["restarting"])
+
+    async def call(replica: str) -> str:
+        raise ActorUnavailableError("restarting", None)
+
+    with pytest.raises(ActorUnavailableError):
+        asyncio.run(pool.call(call))
+    assert pool.dead == set()
+
+
+def test_least_busy_with_every_replica_dead_says_so() -> None:
+    pool = LeastBusy(["a", "b"])
+    used: list[str] = []
+
+    async def call(replica: str) -> str:
+        used.append(replica)
+        raise ActorDiedError()
+
+    with pytest.raises(NoReplicaLeft, match="all 2 replicas died and will not restart"):
+        asyncio.run(pool.call(call))
+    with pytest.raises(NoReplicaLeft):  # a later call fails at once, without trying the dead
+        asyncio.run(pool.call(call))
+    assert sorted(used) == ["a", "b"]
+
+
+def test_a_judge_client_survives_a_replica_killed_for_good(ray_cluster: None) -> None:
+    spec = JudgeSpec(kind="toy", checkpoint="none", resources=Resources(replicas=2, max_restarts=0))
+    judges = launch(JudgeReplica, spec, "test-replicas-dead-judge")
+    client = RayJudgeClient(judges, Resources(max_batch=8, batch_wait_ms=1))
+    toy = ToyGenerator()
+    images = [f.image for f in toy.finish(toy.advance(toy.start([PathSpec("p", "x", 0, 0)]), 6).states)]
+    expected = ToyJudge().ask(images, ["x"], "outcome")
+
+    def kill(actor: ray.actor.ActorHandle) -> None:
+        ray.kill(actor, no_restart=True)
+        with pytest.raises(ActorDiedError):  # dead for good before the client calls it
+            ray.get(actor.info.remote(), timeout=60)
+
+    async def ask_many() -> list[np.ndarray]:
+        return await asyncio.gather(*(client.ask(images, ["x"], "outcome") for _ in range(4)))
+
+    kill(judges[0])
+    for scores in asyncio.run(ask_many()):
+        np.testing.assert_allclose(scores, expected)
+    assert client._pool.dead == {0}  # it was tried (least busy at first), then left the pool
+    kill(judges[1])
+    with pytest.raises(NoReplicaLeft):
+        asyncio.run(client.ask(images, ["x"], "outcome"))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from actors.interfaces import UNKNOWN, Advanced, Finished, PathState, Question
+from actors.interfaces import QUESTIONS, REFLECT, UNKNOWN, Advanced, Finished, PathState, Question
 from actors.rng import stream_seed
 from actors.toy import ToyGenerator, ToyJudge
 from schemas.config import SearchConfig
@@ -96,6 +96,7 @@ class ScriptedJudge:
     numbered in the order they are written."""
 
     name = identity = "scripted"
+    answers = frozenset((*QUESTIONS, REFLECT))
 
     def __init__(
         self,

@@ -113,7 +113,7 @@ class ClearSighted:
     at step ``clarity_every``, so pruning has steps to save."""
 
     def __init__(self, model: Judge):
-        self.model, self.name, self.identity = model, model.name, model.identity
+        self.model, self.name, self.identity, self.answers = model, model.name, model.identity, model.answers
 
     def ask(self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question) -> np.ndarray:
         if question == "clarity":

@@ -2,9 +2,12 @@
 
 A cross-process call costs its caller about a millisecond of CPU whatever its size, so the
 driver must never make one call per path. Every search task awaits ``submit`` with its own
-few items; requests with the same key (method and arguments) queue together and leave as
-one ``dispatch`` call when ``max_batch`` items are waiting or the oldest has waited
-``wait_ms``. Requests are never split across two dispatches, so a task's items stay in order.
+few items; requests with the same key (method and arguments) queue together. A batch is cut
+only once a dispatch slot (a replica) is free: reaching ``max_batch`` items or the oldest
+request waiting ``wait_ms`` merely asks for a drain, and the drain takes whatever is queued
+when it gets its slot. So while every replica is busy, queued work keeps growing into full
+batches instead of freezing into small ones at each timer tick, which is when full batches
+matter most. Requests are never split across two dispatches, so a task's items stay in order.
 A batch that fails is retried request by request, so one bad request (a prompt that breaks
 the model) fails only its own caller, not the searches that happened to share its batch.
 
@@ -16,7 +19,8 @@ handle call costs several milliseconds per request and caps batches at
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,17 +35,19 @@ class _Pending:
 
 @dataclass
 class _Queue:
-    pending: list[_Pending] = field(default_factory=list)
+    pending: deque[_Pending] = field(default_factory=deque)
     size: int = 0
     timer: asyncio.TimerHandle | None = None
+    drain_waiting: bool = False
+    """A drain is waiting for a slot; it will take what is queued then, so one is enough."""
 
 
 class Coalescer:
     """Batches ``submit(key, items)`` calls into ``dispatch(key, all_items)`` calls.
 
-    ``dispatch`` must return one result per item, in order. Several dispatches may run at
-    once (one per replica); ``max_concurrent`` bounds them so that queued work keeps
-    coalescing while every replica is busy.
+    ``dispatch`` must return one result per item, in order. Up to ``max_concurrent``
+    dispatches run at once (one per replica); a batch is fixed only when one of them is free,
+    so queued work keeps coalescing while every replica is busy.
     """
 
     def __init__(
@@ -63,59 +69,99 @@ class Coalescer:
     async def submit(self, key: Hashable, items: Sequence[Any]) -> list[Any]:
         if not items:
             return []
-        loop = asyncio.get_running_loop()
         queue = self._queues.setdefault(key, _Queue())
-        pending = _Pending(list(items), loop.create_future())
+        pending = _Pending(list(items), asyncio.get_running_loop().create_future())
         queue.pending.append(pending)
         queue.size += len(pending.items)
-        if queue.size >= self.max_batch:
-            self._flush(key)
-        elif queue.timer is None:
-            queue.timer = loop.call_later(self.wait_s, self._flush, key)
+        self._schedule(key, queue)
         return await pending.future
 
-    def _flush(self, key: Hashable) -> None:
-        queue = self._queues.get(key)
-        if queue is None or not queue.pending:
-            return
+    def _schedule(self, key: Hashable, queue: _Queue) -> None:
+        """A full queue asks for a drain now; a partial one after ``wait_ms``, unless one is coming."""
+        if queue.size >= self.max_batch:
+            self._request_drain(key)
+        elif queue.pending and queue.timer is None and not queue.drain_waiting:
+            queue.timer = asyncio.get_running_loop().call_later(self.wait_s, self._request_drain, key)
+
+    def _request_drain(self, key: Hashable) -> None:
+        queue = self._queues[key]
         if queue.timer is not None:
             queue.timer.cancel()
             queue.timer = None
+        if queue.drain_waiting:
+            return
+        queue.drain_waiting = True
+        self._spawn(self._drain(key))
+
+    async def _drain(self, key: Hashable) -> None:
+        queue = self._queues[key]
+        try:
+            await self._slots.acquire()
+        finally:
+            queue.drain_waiting = False
+        batch = self._take(queue)
+        self._schedule(key, queue)
+        if not batch:  # every queued caller was cancelled
+            self._slots.release()
+            return
+        await self._run(key, batch)
+
+    def _take(self, queue: _Queue) -> list[_Pending]:
+        """Whole requests from the head, up to ``max_batch`` items; an oversized one goes alone."""
         batch: list[_Pending] = []
         size = 0
-        while queue.pending and (not batch or size + len(queue.pending[0].items) <= self.max_batch):
-            item = queue.pending.pop(0)
-            batch.append(item)
-            size += len(item.items)
-        queue.size -= size
-        if queue.pending:
-            if queue.size >= self.max_batch:
-                asyncio.get_running_loop().call_soon(self._flush, key)
-            else:
-                queue.timer = asyncio.get_running_loop().call_later(self.wait_s, self._flush, key)
-        task = asyncio.get_running_loop().create_task(self._run(key, batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        while queue.pending:
+            head = queue.pending[0]
+            live = not head.future.done()  # done while queued: its caller was cancelled
+            if live and batch and size + len(head.items) > self.max_batch:
+                break
+            queue.pending.popleft()
+            queue.size -= len(head.items)
+            if live:
+                batch.append(head)
+                size += len(head.items)
+        return batch
 
     async def _run(self, key: Hashable, batch: list[_Pending]) -> None:
+        """Dispatches ``batch`` on the slot its caller acquired, and frees that slot."""
         flat = [item for pending in batch for item in pending.items]
+        error: Exception | None = None
         try:
-            async with self._slots:
-                self.calls += 1
-                self.items += len(flat)
-                results = list(await self._dispatch(key, flat))
+            self.calls += 1
+            self.items += len(flat)
+            results = list(await self._dispatch(key, flat))
             if len(results) != len(flat):
                 raise RuntimeError(f"dispatch returned {len(results)} results for {len(flat)} items")
         except Exception as exc:
-            if len(batch) > 1:  # isolate the failure: each request alone, so one bad one fails only itself
-                live = [pending for pending in batch if not pending.future.done()]
-                await asyncio.gather(*(self._run(key, [pending]) for pending in live))
-                return
-            self._fail(batch, exc)
-            return
+            error = exc
         except BaseException as exc:  # cancelled: every waiter must hear about it
             self._fail(batch, exc)
             raise
+        finally:
+            self._slots.release()
+        if error is None:
+            self._deliver(batch, results)
+        elif len(batch) > 1:  # isolate the failure: each request alone, so one bad one fails only itself
+            live = [pending for pending in batch if not pending.future.done()]
+            await asyncio.gather(*(self._rerun(key, pending) for pending in live))
+        else:
+            self._fail(batch, error)
+
+    async def _rerun(self, key: Hashable, pending: _Pending) -> None:
+        try:
+            await self._slots.acquire()
+        except BaseException as exc:
+            self._fail([pending], exc)
+            raise
+        await self._run(key, [pending])
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def _deliver(batch: list[_Pending], results: list[Any]) -> None:
         offset = 0
         for pending in batch:
             n = len(pending.items)

@@ -37,6 +37,7 @@ class GeneratorClient(Protocol):
 class JudgeClient(Protocol):
     name: str
     identity: str
+    answers: frozenset[str]
 
     async def ask(self, images: Sequence[Any], prompts: Sequence[str], question: Question) -> np.ndarray: ...
 
@@ -76,8 +77,8 @@ class BatchedJudgeClient:
     """The judge side of :class:`BatchedGeneratorClient`: calls with the same question (or
     ``reflect``) coalesce; a backend only says how one batch runs."""
 
-    def __init__(self, name: str, identity: str, batcher_args: dict[str, Any]):
-        self.name, self.identity = name, identity
+    def __init__(self, name: str, identity: str, answers: frozenset[str], batcher_args: dict[str, Any]):
+        self.name, self.identity, self.answers = name, identity, answers
         self._batcher = Coalescer(self._dispatch, **batcher_args)
 
     async def _dispatch(self, key: Hashable, items: list[Any]) -> list[Any]:
@@ -120,7 +121,9 @@ class LocalJudgeClient(BatchedJudgeClient):
     """An in-process judge, each batch run in a worker thread."""
 
     def __init__(self, model: Judge, max_batch: int = 64, wait_ms: float = 2.0):
-        super().__init__(model.name, model.identity, {"max_batch": max_batch, "wait_ms": wait_ms})
+        super().__init__(
+            model.name, model.identity, model.answers, {"max_batch": max_batch, "wait_ms": wait_ms}
+        )
         self.model = model
 
     async def _run_batch(self, key: str, images: list[Any], prompts: list[str]) -> Sequence[Any]:

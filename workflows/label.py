@@ -28,9 +28,11 @@ from schemas.config import JobConfig, load_config, parse_overrides
 from schemas.errors import ConfigError, InputError
 from schemas.prompts import BadRow, PromptRecord, read_prompts
 from workflows.backends import Backend, open_backend
+from workflows.clients import JudgeClient
 from workflows.driver import Driver, count_prompts, limit_prompts
 from workflows.progress import Progress
 from workflows.run_info import check_resume, new_run_id, now_iso, run_record
+from workflows.search import judge_needs
 
 EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3
 
@@ -59,7 +61,9 @@ def parse_args(argv: list[str] | None) -> JobConfig:
 
 async def label(cfg: JobConfig, backend: Backend, rows: Iterator[PromptRecord | BadRow]) -> Progress:
     run_id = str(cfg.output.run_id)
-    # setup: refuse a changed config, learn what an earlier session committed, record the start
+    # setup: refuse a judge that cannot answer the strategy or a changed config, learn what an
+    # earlier session committed, record the start
+    check_judge(cfg, backend.judge)
     check_resume(await backend.sink("read_run_json"), cfg, run_id)
     committed = await backend.sink("committed")
     info = run_record(cfg, run_id, backend.models, now_iso())
@@ -78,6 +82,16 @@ async def label(cfg: JobConfig, backend: Backend, rows: Iterator[PromptRecord | 
     info.update(ended_at=now_iso(), status=status, counts=progress.counts())
     await backend.sink("write_run_json", info)
     return progress
+
+
+def check_judge(cfg: JobConfig, judge: JudgeClient | None) -> None:
+    """Fail before any prompt is searched, not once per prompt after its retries."""
+    missing = judge_needs(cfg.search) - (judge.answers if judge else frozenset())
+    if missing and cfg.judge is not None:
+        raise ConfigError(
+            f"judge.kind {cfg.judge.kind!r} cannot answer {', '.join(sorted(missing))}, which "
+            f"search.strategy {cfg.search.strategy!r} asks; choose another judge or strategy"
+        )
 
 
 def run_uri(cfg: JobConfig) -> str:

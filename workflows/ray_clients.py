@@ -1,7 +1,7 @@
 """The Ray backend of the client protocols: driver-side coalescing, one actor call per batch.
 
 Each model has one :class:`~workflows.batching.Coalescer` with as many concurrent dispatches
-as it has replicas; a batch goes to the replica with the fewest calls in flight. Images never
+as it has replicas; a batch goes to the live replica with the fewest calls in flight. Images never
 come back to the driver: the generator's replicas return them as objects the driver only
 holds references to, strategies receive :class:`~workflows.image_refs.ImageRef` handles, and
 the judge's replicas resolve those next to the model.
@@ -9,31 +9,74 @@ the judge's replicas resolve those next to the model.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import ray
+from ray.exceptions import ActorDiedError
 
 from actors.interfaces import Finished
 from schemas.config import Resources
 from workflows.clients import BatchedGeneratorClient, BatchedJudgeClient
 from workflows.image_refs import refs_for
 
+log = logging.getLogger(__name__)
+
+
+class NoReplicaLeft(RuntimeError):
+    """Every replica of a model died for good (its ``max_restarts`` were used up)."""
+
 
 class LeastBusy:
-    """Hands each call to the replica with the fewest calls in flight."""
+    """Hands each call to the replica with the fewest calls in flight, and retires dead ones.
+
+    A replica that is dead for good fails every call at once, so its in-flight count stays
+    near zero and it would win every choice; on Ray's ``ActorDiedError`` (raised only once an
+    actor will not restart; a restarting one raises ``ActorUnavailableError``) it leaves the
+    pool and the call reruns on another replica. Model calls are idempotent, so a rerun is safe.
+    """
 
     def __init__(self, replicas: Sequence[ray.actor.ActorHandle]):
         self.replicas = list(replicas)
         self.in_flight = [0] * len(self.replicas)
+        self.dead: set[int] = set()
 
     async def call(self, use: Callable[[ray.actor.ActorHandle], Awaitable[Any]]) -> Any:
-        index = min(range(len(self.replicas)), key=self.in_flight.__getitem__)
-        self.in_flight[index] += 1
-        try:
-            return await use(self.replicas[index])
-        finally:
-            self.in_flight[index] -= 1
+        while True:
+            index = self._least_busy()
+            self.in_flight[index] += 1
+            try:
+                return await use(self.replicas[index])
+            except ActorDiedError as exc:
+                self._retire(index, exc)
+                if len(self.dead) == len(self.replicas):
+                    raise self._none_left() from exc
+            finally:
+                self.in_flight[index] -= 1
+
+    def _least_busy(self) -> int:
+        alive = [i for i in range(len(self.replicas)) if i not in self.dead]
+        if not alive:
+            raise self._none_left()
+        return min(alive, key=self.in_flight.__getitem__)
+
+    def _none_left(self) -> NoReplicaLeft:
+        return NoReplicaLeft(
+            f"all {len(self.replicas)} replicas died and will not restart (max_restarts used up); "
+            "see the Ray logs of the dead actors for why"
+        )
+
+    def _retire(self, index: int, exc: ActorDiedError) -> None:
+        if index not in self.dead:
+            self.dead.add(index)
+            log.warning(
+                "replica %d of %d died for good, %d left: %s",
+                index,
+                len(self.replicas),
+                len(self.replicas) - len(self.dead),
+                exc,
+            )
 
 
 def _batcher_args(replicas: Sequence[Any], res: Resources) -> dict[str, Any]:
@@ -69,7 +112,7 @@ class RayGeneratorClient(BatchedGeneratorClient):
 class RayJudgeClient(BatchedJudgeClient):
     def __init__(self, replicas: Sequence[ray.actor.ActorHandle], resources: Resources):
         info = ray.get(replicas[0].info.remote())
-        super().__init__(info.name, info.identity, _batcher_args(replicas, resources))
+        super().__init__(info.name, info.identity, info.answers, _batcher_args(replicas, resources))
         self._pool = LeastBusy(replicas)
 
     async def _run_batch(self, key: str, images: list[Any], prompts: list[str]) -> Sequence[Any]:

@@ -1,9 +1,12 @@
 """Ray actor shells around a generator, a judge and the row sink.
 
 Plain actors, not Ray Serve: one driver-side batch becomes one actor call, and an actor
-declared with ``max_restarts=-1, max_task_retries=-1`` reruns the calls of a replica that
+declared with ``max_restarts`` and ``max_task_retries`` reruns the calls of a replica that
 died once it is back (model calls are idempotent by design), where a Serve replica fails the
-calls it had accepted. Each replica loads its model once, in ``__init__``, through the registry.
+calls it had accepted. The reruns are finite by default: a batch that itself kills the process
+(OOM, CUDA abort) would otherwise kill every restart forever; after its last rerun the error
+reaches the Coalescer, which retries request by request and so fails only the poisoned one.
+Each replica loads its model once, in ``__init__``, through the registry.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class ModelInfo:
     name: str
     identity: str
     num_steps: int = 0
+    answers: frozenset[str] = frozenset()
 
 
 def placement() -> dict[str, Any]:
@@ -88,7 +92,7 @@ class JudgeReplica:
         self.model = build_judge(JudgeSpec.model_validate(spec))
 
     def info(self) -> ModelInfo:
-        return ModelInfo(self.model.name, self.model.identity)
+        return ModelInfo(self.model.name, self.model.identity, answers=self.model.answers)
 
     def placement(self) -> dict[str, Any]:
         return placement()
@@ -110,7 +114,7 @@ def launch(cls: type, spec: GeneratorSpec | JudgeSpec, name_prefix: str) -> list
             num_gpus=res.num_gpus,
             num_cpus=res.num_cpus,
             max_restarts=res.max_restarts,
-            max_task_retries=-1,
+            max_task_retries=res.max_task_retries,
             runtime_env=forwarded_env(),
         ).remote(spec.model_dump(mode="json"))
         for i in range(res.replicas)

@@ -38,6 +38,7 @@ class ClipOptions:
 
 class ClipJudge:
     name = "clip"
+    answers = frozenset(("outcome", "process"))
 
     def __init__(self, model: CLIPModel, image_processor, tokenizer, identity: str, options: ClipOptions):
         self.model = model

@@ -19,7 +19,7 @@ from actors.interfaces import Question
 from actors.judges.chat import render_chat
 from actors.judges.common import parse_options, place
 from actors.judges.processor import LlavaImageProcessor
-from actors.judges.questions import ASKABLE, Conversation, load_questions
+from actors.judges.questions import ASKABLE, NAMES, Conversation, load_questions
 from schemas.config import JudgeSpec
 
 
@@ -51,6 +51,7 @@ def check_batch(images: Sequence[np.ndarray], prompts: Sequence[str]) -> None:
 
 class LlavaJudge:
     name = "llava"
+    answers = frozenset(NAMES)
 
     def __init__(
         self,

@@ -14,11 +14,13 @@ from typing import Literal
 
 import yaml
 
+from actors.interfaces import QUESTIONS, REFLECT
+
 BUILTIN_QUESTIONS = Path(__file__).with_name("questions.yaml")
 IMAGE_PLACEHOLDER = "<image>"
-ASKABLE = ("outcome", "process", "clarity", "potential")
+ASKABLE = QUESTIONS
 """Questions answered with P(yes); ``reflect`` is answered with free text."""
-NAMES = (*ASKABLE, "reflect")
+NAMES = (*ASKABLE, REFLECT)
 _IGNORED_KEYS = {"about"}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from actors.interfaces import REFLECT
 from actors.rng import stream_seed
 from schemas.config import SearchConfig
 from schemas.prompts import PromptRecord
@@ -27,6 +28,20 @@ STRATEGIES: dict[str, Strategy] = {
     "parm_pp": parm_pp.search,
     "beam": beam.search,
 }
+
+
+def judge_needs(cfg: SearchConfig) -> frozenset[str]:
+    """The questions (and ``reflect``) a strategy will put to its judge."""
+    parm_needs = {"clarity", "potential", "outcome"}
+    needs: dict[str, set[str]] = {
+        "sample": set(),
+        "best_of_n": {"outcome"},
+        "prm": {cfg.step_question},
+        "beam": {cfg.step_question},
+        "parm": parm_needs,
+        "parm_pp": parm_needs | {REFLECT} if cfg.rounds else parm_needs,
+    }
+    return frozenset(needs[cfg.strategy])
 
 
 def tasks_for(record: PromptRecord, cfg: SearchConfig) -> list[SearchTask]:

@@ -1,0 +1,186 @@
+"""The Coalescer cuts batches only when a slot is free, never splits a request, and isolates failures.
+
+The dispatch double records every batch and blocks on an ``asyncio.Event`` until the test
+opens it, so "every replica is busy" is a state the test holds, not a timing it hopes for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import pytest
+
+from workflows.batching import Coalescer
+
+
+class GatedDispatch:
+    """Returns ``item * 10`` per item once ``gate`` is open; items equal to ``bad`` fail the batch."""
+
+    def __init__(self, bad: int | None = None):
+        self.gate = asyncio.Event()
+        self.batches: list[list[int]] = []
+        self.bad = bad
+
+    async def __call__(self, key: Hashable, items: list[int]) -> Sequence[int]:
+        self.batches.append(list(items))
+        await self.gate.wait()
+        if self.bad in items:
+            raise ValueError(f"bad item {self.bad}")
+        return [item * 10 for item in items]
+
+
+async def idle() -> None:
+    """Lets every ready callback and zero-delay timer run (a few loop turns)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def occupy_the_only_slot(batcher: Coalescer) -> asyncio.Task[list[Any]]:
+    first = asyncio.create_task(batcher.submit("k", [0]))
+    await idle()
+    return first
+
+
+def run(main: Any) -> Any:
+    return asyncio.run(main())
+
+
+def test_requests_queued_while_all_slots_are_busy_leave_as_one_full_batch() -> None:
+    async def main() -> tuple[list[list[int]], list[list[int]]]:
+        dispatch = GatedDispatch()
+        batcher = Coalescer(dispatch, max_batch=4, wait_ms=0, max_concurrent=1)
+        first = await occupy_the_only_slot(batcher)
+        waiting = []
+        for i in range(1, 5):  # each timer fires while the slot is still busy
+            waiting.append(asyncio.create_task(batcher.submit("k", [i])))
+            await idle()
+        assert dispatch.batches == [[0]]
+        dispatch.gate.set()
+        results = await asyncio.gather(first, *waiting)
+        return dispatch.batches, results
+
+    batches, results = run(main)
+    assert batches == [[0], [1, 2, 3, 4]]
+    assert results == [[0], [10], [20], [30], [40]]
+
+
+def test_max_batch_is_respected_and_requests_are_never_split() -> None:
+    async def main() -> tuple[list[list[int]], list[list[int]], Coalescer]:
+        dispatch = GatedDispatch()
+        batcher = Coalescer(dispatch, max_batch=4, wait_ms=0, max_concurrent=1)
+        first = await occupy_the_only_slot(batcher)
+        requests = [[1, 2], [3, 4, 5], [6], [7, 8, 9, 10], [11]]
+        waiting = [asyncio.create_task(batcher.submit("k", r)) for r in requests]
+        await idle()
+        dispatch.gate.set()
+        results = await asyncio.gather(first, *waiting)
+        return dispatch.batches, results, batcher
+
+    batches, results, batcher = run(main)
+    assert batches == [[0], [1, 2], [3, 4, 5, 6], [7, 8, 9, 10], [11]]
+    assert results[1:] == [[10, 20], [30, 40, 50], [60], [70, 80, 90, 100], [110]]
+    assert (batcher.calls, batcher.items) == (5, 12)
+
+
+def test_an_oversized_request_goes_alone() -> None:
+    async def main() -> tuple[list[list[int]], list[list[int]]]:
+        dispatch = GatedDispatch()
+        batcher = Coalescer(dispatch, max_batch=3, wait_ms=0, max_concurrent=1)
+        first = await occupy_the_only_slot(batcher)
+        requests = [[1], [2, 3, 4, 5, 6], [7]]
+        waiting = [asyncio.create_task(batcher.submit("k", r)) for r in requests]
+        await idle()
+        dispatch.gate.set()
+        return dispatch.batches, await asyncio.gather(first, *waiting)
+
+    batches, results = run(main)
+    assert batches == [[0], [1], [2, 3, 4, 5, 6], [7]]
+    assert results[2] == [20, 30, 40, 50, 60]
+
+
+def test_keys_queue_apart_and_each_caller_gets_its_own_results_in_order() -> None:
+    async def main() -> tuple[list[list[int]], list[list[int]]]:
+        dispatch = GatedDispatch()
+        dispatch.gate.set()
+        batcher = Coalescer(dispatch, max_batch=64, wait_ms=5, max_concurrent=2)
+        requests = [("a", [3, 1, 2]), ("b", [9]), ("a", [5, 4]), ("b", [8, 7])]
+        results = await asyncio.gather(*(batcher.submit(key, items) for key, items in requests))
+        return dispatch.batches, results
+
+    batches, results = run(main)
+    assert sorted(batches) == [[3, 1, 2, 5, 4], [9, 8, 7]]
+    assert results == [[30, 10, 20], [90], [50, 40], [80, 70]]
+
+
+def test_a_partial_batch_leaves_on_the_timer_when_a_slot_is_free() -> None:
+    async def main() -> tuple[list[list[int]], list[list[int]]]:
+        dispatch = GatedDispatch()
+        dispatch.gate.set()
+        batcher = Coalescer(dispatch, max_batch=64, wait_ms=5, max_concurrent=4)
+        results = await asyncio.gather(batcher.submit("k", [1]), batcher.submit("k", [2, 3]))
+        return dispatch.batches, results
+
+    batches, results = run(main)
+    assert batches == [[1, 2, 3]]  # one batch, far below max_batch: the timer sent it
+    assert results == [[10], [20, 30]]
+
+
+def test_a_failing_batch_fails_only_the_bad_request() -> None:
+    async def main() -> tuple[list[list[int]], list[Any]]:
+        dispatch = GatedDispatch(bad=2)
+        dispatch.gate.set()
+        batcher = Coalescer(dispatch, max_batch=64, wait_ms=5, max_concurrent=2)
+        requests = [[1], [2, 3], [4]]
+        outcomes = await asyncio.gather(*(batcher.submit("k", r) for r in requests), return_exceptions=True)
+        return dispatch.batches, outcomes
+
+    batches, outcomes = run(main)
+    assert batches[0] == [1, 2, 3, 4] and sorted(batches[1:]) == [[1], [2, 3], [4]]
+    assert outcomes[0] == [10] and outcomes[2] == [40]
+    assert isinstance(outcomes[1], ValueError) and "bad item 2" in str(outcomes[1])
+
+
+def test_a_wrong_number_of_results_is_an_error_for_the_caller() -> None:
+    async def short(key: Hashable, items: list[int]) -> list[int]:
+        return items[:-1]
+
+    async def main() -> None:
+        await Coalescer(short, max_batch=8, wait_ms=0).submit("k", [1, 2])
+
+    with pytest.raises(RuntimeError, match="1 results for 2 items"):
+        run(main)
+
+
+def test_a_cancelled_waiting_caller_leaves_the_others_served_and_is_not_dispatched() -> None:
+    async def main() -> tuple[list[list[int]], list[list[int]], bool]:
+        dispatch = GatedDispatch()
+        batcher = Coalescer(dispatch, max_batch=4, wait_ms=0, max_concurrent=1)
+        first = await occupy_the_only_slot(batcher)
+        one, two, three = (asyncio.create_task(batcher.submit("k", [i])) for i in (1, 2, 3))
+        await idle()
+        two.cancel()
+        await idle()
+        dispatch.gate.set()
+        results = await asyncio.gather(first, one, three)
+        return dispatch.batches, results, two.cancelled()
+
+    batches, results, cancelled = run(main)
+    assert cancelled
+    assert batches == [[0], [1, 3]]
+    assert results == [[0], [10], [30]]
+
+
+def test_a_cancelled_dispatch_reaches_every_caller_of_its_batch() -> None:
+    async def cancelled(key: Hashable, items: list[int]) -> list[int]:
+        raise asyncio.CancelledError
+
+    async def main() -> list[Any]:
+        batcher = Coalescer(cancelled, max_batch=8, wait_ms=5)
+        return await asyncio.gather(
+            batcher.submit("k", [1]), batcher.submit("k", [2]), return_exceptions=True
+        )
+
+    outcomes = run(main)
+    assert len(outcomes) == 2 and all(isinstance(o, asyncio.CancelledError) for o in outcomes)
