@@ -9,6 +9,7 @@ source is pulled one row at a time, and only when a slot is free: memory holds a
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from typing import Any
 
@@ -36,17 +37,20 @@ def limit_prompts(rows: Iterable[Row], limit: int | None) -> Iterator[Row]:
         yield row
 
 
-async def count_prompts(source: InputConfig, progress: Progress) -> None:
-    """Learn the total in the background (a second streaming read), so progress can show an ETA."""
+def start_counting(source: InputConfig, progress: Progress) -> None:
+    """Learn the total in the background (a second streaming read), so progress can show an ETA.
 
-    def count() -> int:
-        rows = limit_prompts(read_prompts(source.uri, source.format), source.limit)
-        return sum(isinstance(row, PromptRecord) for row in rows)
+    A daemon thread, not the loop's executor: a run that ends before a long remote source is
+    counted must not wait for the count at exit."""
 
-    try:
-        progress.total = await asyncio.to_thread(count)
-    except Exception:  # the total is a nicety: a source the run can read is good enough
-        progress.total = None
+    def count() -> None:
+        try:
+            rows = limit_prompts(read_prompts(source.uri, source.format), source.limit)
+            progress.total = sum(isinstance(row, PromptRecord) for row in rows)
+        except Exception:  # the total is a nicety: a source the run can read is good enough
+            progress.total = None
+
+    threading.Thread(target=count, name="parmflow-count", daemon=True).start()
 
 
 async def pull(rows: Iterable[Row]) -> AsyncIterator[Row]:

@@ -29,7 +29,7 @@ from schemas.errors import ConfigError, InputError
 from schemas.prompts import BadRow, PromptRecord, read_prompts
 from workflows.backends import Backend, open_backend
 from workflows.clients import JudgeClient
-from workflows.driver import Driver, count_prompts, limit_prompts
+from workflows.driver import Driver, limit_prompts, start_counting
 from workflows.progress import Progress
 from workflows.run_info import check_resume, new_run_id, now_iso, run_record
 from workflows.search import judge_needs
@@ -72,9 +72,10 @@ async def label(cfg: JobConfig, backend: Backend, rows: Iterator[PromptRecord | 
     # run
     progress = Progress()
     progress.start(f"run {run_id} -> {run_uri(cfg)} ({backend.models})")
-    counting = asyncio.create_task(count_prompts(cfg.input, progress))
+    start_counting(cfg.input, progress)
+    heartbeat = asyncio.create_task(progress.heartbeat())
     await Driver(cfg, backend, progress).run(limit_prompts(rows, cfg.input.limit), committed)
-    counting.cancel()
+    heartbeat.cancel()
 
     # save: commit the last shard, then the run record with its counts
     await backend.sink("close")

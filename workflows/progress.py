@@ -6,6 +6,7 @@ collector pays per line), plus one line per failed prompt and a final summary.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,13 @@ class Progress:
         self.input_errors += 1
         self._print(f"bad input row {where}: {reason}")
 
+    async def heartbeat(self) -> None:
+        """A line every ``every_s`` even while no prompt finishes: one prompt of a 7B PARM run
+        at N=20 takes minutes, and a silent job looks like a hung one."""
+        while True:
+            await asyncio.sleep(self.every_s)
+            self.report()
+
     def report(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last_report >= self.every_s:
@@ -69,6 +77,7 @@ class Progress:
         return (
             f"prompts {self.done}/{total} ({self.skipped} resumed) | {self.images / elapsed:.2f} images/s"
             f" | ETA {eta} | failed {self.failed} | bad rows {self.input_errors}"
+            f" | elapsed {_duration(elapsed)}"
         )
 
     def summary(self, run_uri: str) -> str:
