@@ -102,6 +102,7 @@ class RayConfig(Strict):
 class RunConfig(Strict):
     max_in_flight: int = Field(32, ge=1, description="prompts searched at once (backpressure)")
     retries: int = Field(2, ge=0, description="retries of a failed prompt before it is recorded")
+    retry_failed: bool = Field(False, description="on resume, search again prompts that failed before")
     backend: Literal["ray", "local"] = "ray"
 
 

@@ -80,6 +80,21 @@ def test_a_sink_that_cannot_write_stops_the_run_with_exit_3(
     assert run_json(tmp_path / "x")["status"] == "running"  # never claimed complete
 
 
+def test_a_resume_retries_failed_prompts_only_when_asked(tmp_path: Path) -> None:
+    """The first session's kites fail (a transient fault, say); resumes see a healthy generator."""
+    args = ["--config", TOY, "--output", str(tmp_path), "--run-id", "t", *LOCAL, "--run.retries", "0"]
+    args += ["--output.allow_config_change", "true"]  # the fault is injected through the config
+    assert main([*args, "--generator.options.fail_prompts", '["kite"]']) == 2
+    assert main(args) == 0  # the failed prompt stays committed as failed: nothing to do
+    assert run_json(tmp_path / "t")["status"] == "incomplete"
+    assert "a photo of a kite" not in {p for p, *_ in prompts_written(tmp_path / "t")}
+    assert main([*args, "--run.retry_failed", "true"]) == 0
+    assert "a photo of a kite" in {p for p, *_ in prompts_written(tmp_path / "t")}
+    info = run_json(tmp_path / "t")
+    assert info["status"] == "complete" and info["counts"]["prompts_failed"] == 0
+    assert [s["counts"]["prompts_ok"] for s in info["sessions"]] == [len(SMOKE_PROMPTS) - 1, 0, 1]
+
+
 def test_bad_input_rows_are_recorded_once_across_a_resume(tmp_path: Path) -> None:
     source = tmp_path / "prompts.jsonl"
     lines = PROMPTS.read_text().splitlines()
@@ -112,7 +127,10 @@ def test_resume_skips_committed_prompts_and_refuses_a_changed_config(
     assert main(args) == 0  # raising the limit is a resume, not a change
     assert set(prompts_written(tmp_path / "r").values()) == {1}
     assert len(prompts_written(tmp_path / "r")) == len(SMOKE_PROMPTS) * PER_PROMPT
-    assert run_json(tmp_path / "r")["counts"]["prompts_resumed"] == 2
+    info = run_json(tmp_path / "r")
+    assert [s["counts"]["prompts_ok"] for s in info["sessions"]] == [2, len(SMOKE_PROMPTS) - 2]
+    assert info["sessions"][1]["counts"]["prompts_resumed"] == 2
+    assert info["counts"]["prompts_ok"] == len(SMOKE_PROMPTS) and info["status"] == "complete"
     capsys.readouterr()
     assert main([*args, "--search.n", "3"]) == 1
     assert "another config" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from workflows.backends import Backend, open_backend
 from workflows.clients import JudgeClient
 from workflows.driver import Driver, limit_prompts, start_counting
 from workflows.progress import Progress
-from workflows.run_info import check_resume, new_run_id, now_iso, run_record
+from workflows.run_info import check_resume, finish_record, new_run_id, now_iso, run_record
 from workflows.search import judge_needs
 
 EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3
@@ -64,9 +64,10 @@ async def label(cfg: JobConfig, backend: Backend, rows: Iterator[PromptRecord | 
     # setup: refuse a judge that cannot answer the strategy or a changed config, learn what an
     # earlier session committed, record the start
     check_judge(cfg, backend.judge)
-    check_resume(await backend.sink("read_run_json"), cfg, run_id)
-    committed = await backend.sink("committed")
-    info = run_record(cfg, run_id, backend.models, now_iso())
+    previous = await backend.sink("read_run_json")
+    check_resume(previous, cfg, run_id)
+    committed = await backend.sink("committed", cfg.run.retry_failed)
+    info = run_record(cfg, run_id, backend.models, now_iso(), previous)
     await backend.sink("write_run_json", info)
 
     # run
@@ -77,10 +78,9 @@ async def label(cfg: JobConfig, backend: Backend, rows: Iterator[PromptRecord | 
     await Driver(cfg, backend, progress).run(limit_prompts(rows, cfg.input.limit), committed)
     heartbeat.cancel()
 
-    # save: commit the last shard, then the run record with its counts
+    # save: commit the last shard, then the run record with this session's and the run's counts
     await backend.sink("close")
-    status = "incomplete" if progress.failed or progress.input_errors else "complete"
-    info.update(ended_at=now_iso(), status=status, counts=progress.counts())
+    finish_record(info, now_iso(), progress.counts(), await backend.sink("totals"))
     await backend.sink("write_run_json", info)
     return progress
 

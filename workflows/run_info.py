@@ -96,15 +96,30 @@ def check_resume(previous: dict | None, cfg: JobConfig, run_id: str) -> None:
         )
 
 
-def run_record(cfg: JobConfig, run_id: str, models: dict[str, str | None], started_at: str) -> dict[str, Any]:
+def run_record(
+    cfg: JobConfig, run_id: str, models: dict[str, str | None], started_at: str, previous: dict | None
+) -> dict[str, Any]:
+    """The record of a run as it starts this session. ``counts`` will hold the totals over all
+    sessions (from the commit records); ``sessions`` keeps each session's own counts."""
     return {
         "run_id": run_id,
         "config": public_config(cfg),
         "config_hash": config_hash(cfg),
         "code_version": code_version(),
         "models": models,
-        "started_at": started_at,
+        "started_at": (previous or {}).get("started_at", started_at),
         "ended_at": None,
         "status": "running",
-        "counts": {},
+        "counts": (previous or {}).get("counts", {}),
+        "sessions": [*(previous or {}).get("sessions", []), {"started_at": started_at}],
     }
+
+
+def finish_record(
+    info: dict[str, Any], ended_at: str, session: dict[str, int], totals: dict[str, int]
+) -> None:
+    """Close this session's entry; the run is complete when no prompt and no input row of any
+    session is left failed."""
+    info["sessions"][-1].update(ended_at=ended_at, counts=session)
+    info.update(ended_at=ended_at, counts=totals)
+    info["status"] = "complete" if not (totals["prompts_failed"] or totals["input_errors"]) else "incomplete"

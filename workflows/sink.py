@@ -40,9 +40,13 @@ class PromptSink:
         self.run_id, self.strategy = run_id, strategy
         self.generator, self.judge, self.previews_in_steps = generator, judge, previews_in_steps
 
-    def committed(self) -> tuple[set[str], set[tuple[str, int]]]:
+    def committed(self, retry_failed: bool = False) -> tuple[set[str], set[tuple[str, int]]]:
         """Prompt ids and (source, line) input errors a resumed run must not write again."""
-        return self.writer.committed_prompt_ids(), self.writer.committed_input_errors()
+        prompts = self.writer.committed_prompt_ids(failed=not retry_failed)
+        return prompts, self.writer.committed_input_errors()
+
+    def totals(self) -> dict[str, int]:
+        return self.writer.committed_totals()
 
     def write_prompt(self, record: PromptRecord, results: list[tuple[SearchTask, SearchResult]]) -> int:
         """Buffer one prompt's rows; returns how many images (samples rows) it holds."""

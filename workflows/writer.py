@@ -134,13 +134,30 @@ class ShardWriter:
         contents = self.fs.cat(names)
         return {posixpath.basename(p): json.loads(contents[p]) for p in names}
 
-    def committed_prompt_ids(self, writer_id: str | None = None) -> set[str]:
-        """Prompts a resumed run must skip: committed with samples or with a prompt-error row.
+    def committed_prompt_ids(self, writer_id: str | None = None, failed: bool = True) -> set[str]:
+        """Prompts a resumed run must skip: committed with rows, and (``failed``) those committed
+        as a prompt-error row; without them, a resume retries the prompts that failed before.
 
         ``writer_id`` limits them to one writer's, for a workflow that shares the run directory
         with the writers of other tables (pairs beside samples)."""
         records = self._commit_records(writer_id).values()
-        return {pid for record in records for pid in record["prompt_ids"]}
+        keys = ("prompt_ids", "failed_prompt_ids") if failed else ("prompt_ids",)
+        return {pid for record in records for key in keys for pid in record.get(key, ())}
+
+    def committed_totals(self) -> dict[str, int]:
+        """Counts over every session of the run, from the commit records (the only truth):
+        prompts with rows, prompts whose latest state is a failure, bad input rows, images."""
+        records = list(self._commit_records().values())
+        ok = {pid for record in records for pid in record["prompt_ids"]}
+        failed = {pid for record in records for pid in record.get("failed_prompt_ids", ())} - ok
+        inputs = {tuple(e) for record in records for e in record["input_errors"]}
+        images = sum(record["rows"].get("samples", 0) for record in records)
+        return {
+            "prompts_ok": len(ok),
+            "prompts_failed": len(failed),
+            "input_errors": len(inputs),
+            "images": images,
+        }
 
     def committed_input_errors(self) -> set[tuple[str, int]]:
         """(source, line) of committed bad input rows, so a resumed run records each once."""
@@ -305,9 +322,8 @@ class ShardWriter:
             "seq": seq,
             "files": files,
             "rows": {table: len(rows) for table, rows in shard.tables.items()},
-            "prompt_ids": sorted(
-                set(shard.prompt_ids) | {e["prompt_id"] for e in errors if e["kind"] == "prompt"}
-            ),
+            "prompt_ids": sorted(shard.prompt_ids),
+            "failed_prompt_ids": sorted({e["prompt_id"] for e in errors if e["kind"] == "prompt"}),
             "input_errors": sorted({(e["source"], e["line"]) for e in errors if e["kind"] == "input"}),
         }
         commit = self._path("_commits", f"{self.writer_id}-{seq:05d}.json")
@@ -328,7 +344,21 @@ class ShardWriter:
         temporary = posixpath.join(self._staging, posixpath.relpath(path, self.root).replace("/", "--"))
         with open(temporary, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # the bytes are on disk before the name says they are
         os.replace(temporary, path)
+        _fsync_directory(posixpath.dirname(path))
+
+
+def _fsync_directory(path: str) -> None:
+    """Make a rename durable: without this a power loss can forget it (POSIX only)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _stem(path: str) -> str:
