@@ -61,6 +61,7 @@ SAMPLES = _schema(
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),
         pa.field("outcome", pa.float64()),  # P(yes) of the outcome question
+        pa.field("process", pa.float64()),  # P(yes) of the process question at the last judged step
         pa.field("potential", pa.float64()),  # P(yes) of the potential question
         pa.field("clarity_step", pa.int32()),  # first step judged clear
         pa.field("selected", pa.bool_(), nullable=False),

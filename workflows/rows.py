@@ -145,6 +145,7 @@ def _sample_row(
         "width": width,
         "height": height,
         "outcome": candidate.outcome,
+        "process": candidate.process,
         "potential": candidate.potential,
         "clarity_step": candidate.clarity_step,
         "selected": candidate.selected,

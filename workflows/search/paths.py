@@ -150,4 +150,4 @@ def rank(candidates: Sequence[Candidate], scores: Sequence[float]) -> None:
 
 def score_fields(question: str, p_yes: float) -> dict[str, float]:
     """A step judge's score lands in the candidate column of the same question, if it has one."""
-    return {question: p_yes} if question in ("outcome", "potential") else {}
+    return {question: p_yes} if question in ("outcome", "process", "potential") else {}

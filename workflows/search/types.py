@@ -65,6 +65,7 @@ class Candidate:
     round: int = 0
     prompt: str | None = None
     outcome: float | None = None
+    process: float | None = None
     potential: float | None = None
     clarity_step: int | None = None
     pruned_at: int | None = None
