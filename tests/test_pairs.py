@@ -6,10 +6,10 @@ the workflow's streaming and sorting, and compared exactly (ids and margins).
 
 from __future__ import annotations
 
+import shutil
 from itertools import product
 from pathlib import Path
 
-import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -17,6 +17,8 @@ from label_helpers import read
 
 from schemas.tables import SAMPLES
 from workflows import label, pairs
+from workflows.dataset import load_dataset
+from workflows.writer import ShardWriter
 
 RECIPE = """
 generator: {kind: toy, checkpoint: none, options: {num_steps: 6, num_tokens: 12, image_size: 8}}
@@ -70,6 +72,16 @@ def written_pairs(rows: list[dict]) -> dict[str, list[tuple[str, str, float]]]:
             (r["chosen_sample_id"], r["rejected_sample_id"], r["margin"])
         )
     return written
+
+
+def commit_samples(root: Path, run_id: str, rows: list[dict]) -> None:
+    """Commit ``rows`` as the samples table of ``root/run_id``, one shard per prompt."""
+    by_prompt: dict[str, list[dict]] = {}
+    for row in rows:
+        by_prompt.setdefault(row["prompt_id"], []).append(row)
+    with ShardWriter(str(root), run_id, tables={"samples": SAMPLES}) as writer:
+        for prompt_id, prompt_rows in by_prompt.items():
+            writer.add_rows(prompt_id, {"samples": prompt_rows})
 
 
 def split_threshold(samples: list[dict]) -> float:
@@ -131,15 +143,30 @@ def test_pruned_and_unscored_candidates_are_never_paired(run_dir: Path, tmp_path
     worst = min(rows, key=lambda r: r["outcome"])
     best["pruned_at"] = 3
     worst["outcome"] = None
-    (tmp_path / "edited" / "samples").mkdir(parents=True)
-    pq.write_table(
-        pa.Table.from_pylist(rows, schema=SAMPLES), tmp_path / "edited" / "samples" / "part-0.parquet"
-    )
+    commit_samples(tmp_path, "edited", rows)
     assert pairs.main(["--run", str(tmp_path / "edited")]) == 0
     written = written_pairs(read(tmp_path / "edited", "pairs").to_pylist())
     assert written == expected_pairs(rows, 0.5)
     ids = {i for w in written.values() for c, r, _ in w for i in (c, r)}
     assert best["sample_id"] not in ids and worst["sample_id"] not in ids
+
+
+def test_a_samples_file_published_without_a_commit_record_is_not_paired(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A crashed session leaves its published file beside the committed ones until it resumes."""
+    samples = read(run_dir, "samples").to_pylist()
+    run = tmp_path / "crashed"
+    shutil.copytree(run_dir, run)
+    first = samples[0]["prompt_id"]
+    orphan = [{**s, "prompt_id": "orphan", "sample_id": f"orphan/{s['sample_id']}"} for s in samples]
+    orphan = [s for s in orphan if s["sample_id"].startswith(f"orphan/{first}/")]
+    assert expected_pairs(orphan, 0.5)  # it would be paired if it were read
+    pq.write_table(pa.Table.from_pylist(orphan, schema=SAMPLES), run / "samples" / "part-0-99999.parquet")
+
+    assert pairs.main(["--run", str(run)]) == 0
+    written = written_pairs(read(run, "pairs").to_pylist())
+    assert written == expected_pairs(samples, 0.5)
 
 
 def test_rerun_resumes_and_a_changed_threshold_is_refused(
@@ -157,8 +184,7 @@ def test_rerun_resumes_and_a_changed_threshold_is_refused(
 
 def test_pairs_beside_the_samples_decode_through_datasets(run_dir: Path, tmp_path: Path) -> None:
     assert pairs.main(["--run", str(run_dir)]) == 0  # default output: the run directory itself
-    files = sorted(str(p) for p in (run_dir / "pairs").glob("part-*.parquet"))
-    table = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path))
+    table = load_dataset(str(run_dir), "pairs", cache_dir=str(tmp_path))
     assert len(table) == read(run_dir, "pairs").num_rows > 0
     first = table[0]
     assert first["chosen_image"].size == first["rejected_image"].size == (8, 8)
@@ -170,7 +196,7 @@ def test_a_missing_run_or_a_bad_argument_exits_1_naming_it(
 ) -> None:
     missing = tmp_path / "nowhere"
     assert pairs.main(["--run", str(missing)]) == 1
-    assert f"{missing}/samples" in capsys.readouterr().err
+    assert f"{missing}/_commits" in capsys.readouterr().err
     assert pairs.main(["--run", str(missing), "--threshold", "1.5"]) == 1
     assert "--threshold 1.5" in capsys.readouterr().err
     assert pairs.main(["--run", str(missing), "--score", "clarity"]) == 1
@@ -187,6 +213,9 @@ def test_a_run_on_s3_is_paired_on_s3(run_dir: Path, s3_server: dict[str, str]) -
     boto3.client("s3").create_bucket(Bucket="pairs")
     fs = s3fs.S3FileSystem()
     fs.put(str(run_dir / "samples"), "pairs/runs/run/samples", recursive=True)
+    for record in (run_dir / "_commits").glob("*.json"):  # the label run's, not a pairs test's
+        if not record.name.startswith(f"{pairs.WRITER_ID}-"):
+            fs.put(str(record), f"pairs/runs/run/_commits/{record.name}")
     assert pairs.main(["--run", "s3://pairs/runs/run", "--threshold", "0.5"]) == 0
     fs.invalidate_cache()
     names = fs.ls("pairs/runs/run/pairs", detail=False)

@@ -13,17 +13,27 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 from actors.interfaces import PathSpec
 from actors.toy import ToyGenerator, ToyJudge
 from schemas.config import GeneratorSpec, JudgeSpec, Resources
-from workflows.image_refs import ImageRef
+from workflows.image_refs import resolve_images
 from workflows.ray_clients import LeastBusy, NoReplicaLeft, RayGeneratorClient, RayJudgeClient
 from workflows.replicas import GeneratorReplica, JudgeReplica, launch
 
 pytestmark = pytest.mark.ray
+FULL_SIZE = 256
+IMAGE_BYTES = FULL_SIZE * FULL_SIZE * 3
 
 
 @pytest.fixture(scope="module")
 def toy_replicas(ray_cluster: None) -> Iterator[tuple[list, list]]:
-    """2 generators on a whole fake GPU each, 4 judges on half a GPU each: all 4 GPUs."""
-    gen = GeneratorSpec(kind="toy", checkpoint="none", resources=Resources(replicas=2, num_gpus=1))
+    """2 generators on a whole fake GPU each, 4 judges on half a GPU each: all 4 GPUs.
+
+    The generators draw full-size images, which are too big for Ray to inline into the reply.
+    """
+    gen = GeneratorSpec(
+        kind="toy",
+        checkpoint="none",
+        options={"image_size": FULL_SIZE},
+        resources=Resources(replicas=2, num_gpus=1),
+    )
     judge = JudgeSpec(kind="toy", checkpoint="none", resources=Resources(replicas=4, num_gpus=0.5))
     generators = launch(GeneratorReplica, gen, "test-replicas-generator")
     judges = launch(JudgeReplica, judge, "test-replicas-judge")
@@ -49,29 +59,38 @@ def test_images_stay_in_the_object_store_and_the_judge_resolves_them(toy_replica
     generators, judges = toy_replicas
     gen_client = RayGeneratorClient(generators, Resources(max_batch=64, batch_wait_ms=5))
     judge_client = RayJudgeClient(judges, Resources(max_batch=64, batch_wait_ms=5))
-    toy, toy_judge = ToyGenerator(), ToyJudge()
+    toy, toy_judge = ToyGenerator(image_size=FULL_SIZE), ToyJudge()
 
-    async def one(i: int) -> tuple[list, np.ndarray, np.ndarray]:
+    async def one(i: int) -> tuple[list, list, np.ndarray, np.ndarray]:
         states = await gen_client.start([PathSpec(f"p{i}", "x", seed=i, path_index=j) for j in range(2)])
         moved = await gen_client.advance(states, steps=3, previews=True)
         done = await gen_client.finish((await gen_client.advance(moved.states, steps=3)).states)
         previews = await judge_client.ask(moved.previews, ["x", "x"], "clarity")
         finals = await judge_client.ask([f.image for f in done], ["x", "x"], "outcome")
-        return done, previews, finals
+        return done, moved.previews, previews, finals
 
     async def many() -> list:
         return await asyncio.gather(*(one(i) for i in range(20)))
 
     results = asyncio.run(many())
-    for i, (done, previews, finals) in enumerate(results):
-        assert all(isinstance(f.image, ImageRef) for f in done)  # the driver holds refs, not pixels
+    handles: list[ray.ObjectRef] = []
+    for i, (done, preview_handles, previews, finals) in enumerate(results):
         expected = toy.finish(
             toy.advance(toy.start([PathSpec(f"p{i}", "x", i, j) for j in range(2)]), 6).states
         )
+        handles += [f.image for f in done] + preview_handles
+        one_image = ray.get(done[1].image)  # fetches that image alone, not its batch
+        assert isinstance(one_image, np.ndarray)
+        np.testing.assert_array_equal(one_image, expected[1].image)
         assert [f.tokens.tolist() for f in done] == [e.tokens.tolist() for e in expected]
         np.testing.assert_allclose(finals, toy_judge.ask([e.image for e in expected], ["x", "x"], "outcome"))
         np.testing.assert_allclose(previews, [128 / 255] * 2)  # half the slots decided after 3 of 6 steps
     assert gen_client._batcher.calls < 20 * 4 / 2  # 80 requests coalesced into far fewer calls
+    assert all(isinstance(h, ray.ObjectRef) for h in handles)  # the driver holds refs, not pixels
+    assert len(set(handles)) == len(handles) == 20 * 2 * 2  # one object per image, not per batch
+    for where in ray.experimental.get_object_locations(handles).values():
+        assert where["node_ids"]  # in the object store, not inlined into the driver's memory
+        assert IMAGE_BYTES <= where["object_size"] < 2 * IMAGE_BYTES
 
 
 def test_least_busy_spreads_concurrent_calls() -> None:
@@ -157,3 +176,11 @@ def test_a_judge_client_survives_a_replica_killed_for_good(ray_cluster: None) ->
     kill(judges[1])
     with pytest.raises(NoReplicaLeft):
         asyncio.run(client.ask(images, ["x"], "outcome"))
+
+
+def test_resolve_images_fetches_each_distinct_ref_once_and_keeps_arrays(ray_cluster: None) -> None:
+    red, green = np.full((2, 2, 3), 200, np.uint8), np.full((2, 2, 3), 100, np.uint8)
+    ref = ray.put(red)
+    resolved = resolve_images([ref, green, ref])
+    assert [img[0, 0, 0] for img in resolved] == [200, 100, 200]
+    assert resolved[0] is resolved[2]  # one fetch serves both uses of the same ref

@@ -3,8 +3,8 @@
 Each model has one :class:`~workflows.batching.Coalescer` with as many concurrent dispatches
 as it has replicas; a batch goes to the live replica with the fewest calls in flight. Images never
 come back to the driver: the generator's replicas return them as objects the driver only
-holds references to, strategies receive :class:`~workflows.image_refs.ImageRef` handles, and
-the judge's replicas resolve those next to the model.
+holds references to (one ``ObjectRef`` per image, see :mod:`workflows.image_refs`), strategies
+pass those handles on, and the judge's replicas resolve them next to the model.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ray.exceptions import ActorDiedError
 from actors.interfaces import Finished
 from schemas.config import Resources
 from workflows.clients import BatchedGeneratorClient, BatchedJudgeClient
-from workflows.image_refs import refs_for
+from workflows.image_refs import call_with_images
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +99,13 @@ class RayGeneratorClient(BatchedGeneratorClient):
         if method == "start":
             return await replica.start.remote(items)
         if method == "finish":
-            tokens_ref, images_ref = replica.finish.remote(items)
+            tokens_ref, images = call_with_images(replica.finish, len(items), items)
             tokens = await tokens_ref
-            images = refs_for(images_ref, len(tokens))
             return [Finished(image, t) for image, t in zip(images, tokens, strict=True)]
-        states_ref, previews_ref = replica.advance.remote(items, steps, previews)
+        count = len(items) if previews else 0
+        states_ref, handles = call_with_images(replica.advance, count, items, steps, previews)
         states = await states_ref
-        handles = refs_for(previews_ref, len(states)) if previews else [None] * len(states)
-        return list(zip(states, handles, strict=True))
+        return list(zip(states, handles or [None] * len(states), strict=True))
 
 
 class RayJudgeClient(BatchedJudgeClient):

@@ -22,7 +22,7 @@ import ray
 from actors.interfaces import PathSpec, PathState, Question
 from actors.registry import build_generator, build_judge
 from schemas.config import GeneratorSpec, JudgeSpec, Resources
-from workflows.image_refs import resolve_images
+from workflows.image_refs import resolve_images, with_images
 
 FORWARDED_ENV = ("PARMFLOW_CACHE", "HF_HOME", "HF_HUB_OFFLINE")
 """Driver environment a replica needs to find the same model files."""
@@ -72,19 +72,15 @@ class GeneratorReplica:
     def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
         return self.model.start(specs)
 
-    @ray.method(num_returns=2)
-    def advance(
-        self, states: Sequence[PathState], steps: int, previews: bool
-    ) -> tuple[list[PathState], list[np.ndarray] | None]:
-        """States come back inline (small); previews as a second object the caller owns."""
+    def advance(self, states: Sequence[PathState], steps: int, previews: bool) -> Any:
+        """States inline (small), then one object per preview; see ``image_refs.call_with_images``."""
         out = self.model.advance(states, steps, previews)
-        return out.states, out.previews
+        return with_images(out.states, out.previews if previews else None)
 
-    @ray.method(num_returns=2)
-    def finish(self, states: Sequence[PathState]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Token ids inline; images as a second object that stays in the object store."""
+    def finish(self, states: Sequence[PathState]) -> Any:
+        """Token ids inline, then one object per final image; see ``image_refs.call_with_images``."""
         done = self.model.finish(states)
-        return [f.tokens for f in done], [f.image for f in done]
+        return with_images([f.tokens for f in done], [f.image for f in done])
 
 
 class JudgeReplica:

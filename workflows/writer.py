@@ -17,7 +17,8 @@ How a shard commits, and why a crash at any point leaves nothing a resume would 
    appears atomically under its final name. Tables go in the order steps, errors, samples, so
    a reader of ``samples`` never sees a sample whose steps are not there yet.
 2. Then the commit record is published. It alone decides what is committed:
-   ``committed_prompt_ids`` reads only commit records.
+   ``committed_prompt_ids`` reads only commit records, and so do the readers of a run
+   (``workflows.dataset``), which never list a table directory.
 3. A writer opening a run deletes its own table files that no commit record lists (left by a
    crash between 1 and 2) and its staging directory, and continues numbering after its highest
    committed shard. Files of other writer ids are left alone, so several writers (distinct
@@ -121,18 +122,7 @@ class ShardWriter:
         return posixpath.join(self.root, *parts)
 
     def _commit_records(self, writer_id: str | None = None) -> dict[str, dict[str, Any]]:
-        """Commit records by file name, of one writer or all."""
-        directory = self._path("_commits")
-        self.fs.invalidate_cache(directory)
-        if not self.fs.exists(directory):
-            return {}
-        names = [p for p in self.fs.ls(directory, detail=False) if p.endswith(".json")]
-        if writer_id is not None:
-            names = [p for p in names if _split_name(_stem(p))[0] == writer_id]
-        if not names:
-            return {}
-        contents = self.fs.cat(names)
-        return {posixpath.basename(p): json.loads(contents[p]) for p in names}
+        return read_commit_records(self.fs, self.root, writer_id)
 
     def committed_prompt_ids(self, writer_id: str | None = None, failed: bool = True) -> set[str]:
         """Prompts a resumed run must skip: committed with rows, and (``failed``) those committed
@@ -348,6 +338,25 @@ class ShardWriter:
             os.fsync(handle.fileno())  # the bytes are on disk before the name says they are
         os.replace(temporary, path)
         _fsync_directory(posixpath.dirname(path))
+
+
+def read_commit_records(
+    fs: fsspec.AbstractFileSystem, root: str, writer_id: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Commit records of the run at ``root`` by file name, of one writer or all; none when the
+    run has no ``_commits`` yet. Shared by the writer (resume, cleanup) and the readers of a
+    run (``workflows.dataset``), so both agree on what is committed."""
+    directory = posixpath.join(root, "_commits")
+    fs.invalidate_cache(directory)
+    if not fs.exists(directory):
+        return {}
+    names = [p for p in fs.ls(directory, detail=False) if p.endswith(".json")]
+    if writer_id is not None:
+        names = [p for p in names if _split_name(_stem(p))[0] == writer_id]
+    if not names:
+        return {}
+    contents = fs.cat(names)
+    return {posixpath.basename(p): json.loads(contents[p]) for p in names}
 
 
 def _fsync_directory(path: str) -> None:
