@@ -43,6 +43,10 @@ def test_smoke_recipe_to_a_local_directory_reads_back_with_pyarrow_and_datasets(
     tags = {json.loads(r["metadata"])["tag"] for r in read(run_dir, "samples").to_pylist()}
     assert tags == {"single_object", "two_object", "counting", "colors", "position", "color_attr"}
     assert run_json(run_dir)["counts"]["images"] == len(SMOKE_PROMPTS) * PER_PROMPT
+    samples = read(run_dir, "samples").to_pylist()
+    # the tiny judge answers like a trained one, so the smoke run reaches PARM's every branch
+    assert any(r["pruned_at"] is not None for r in samples)
+    assert any(r["selected"] and r["potential"] >= 0.5 for r in samples)  # a survivor was chosen
 
     table = datasets.load_dataset(
         "parquet",
@@ -53,6 +57,18 @@ def test_smoke_recipe_to_a_local_directory_reads_back_with_pyarrow_and_datasets(
     image = table[0]["image"]
     side = table[0]["width"]
     assert image.size == (side, side) and image.mode == "RGB"
+
+
+def test_janus_smoke_recipe_in_process(tmp_path: Path) -> None:
+    janus = str(ROOT / "configs" / "smoke_janus.yaml")
+    assert (
+        main(["--config", janus, "--output", str(tmp_path), "--run-id", "j", "--run.backend", "local"]) == 0
+    )
+    samples = read(tmp_path / "j", "samples").to_pylist()
+    assert sorted({r["prompt"] for r in samples}) == sorted(SMOKE_PROMPTS)
+    assert all(r["generator"].startswith("janus(tiny:janus") for r in samples)
+    assert sum(r["selected"] for r in samples) == len(SMOKE_PROMPTS)
+    assert all(-1 not in r["image_tokens"] for r in samples if r["pruned_at"] is None)
 
 
 @pytest.mark.s3
