@@ -6,6 +6,7 @@ import asyncio
 import io
 
 from workflows.progress import Progress
+from workflows.search.types import Cost
 
 
 def test_heartbeat_reports_while_no_prompt_finishes() -> None:
@@ -25,9 +26,13 @@ def test_heartbeat_reports_while_no_prompt_finishes() -> None:
 def test_eta_follows_the_rate_of_finished_prompts() -> None:
     progress = Progress(total=4, every_s=1e9, stream=io.StringIO())
     progress.started -= 60.0  # one minute in
-    progress.prompt_ok(images=2)
-    progress.prompt_ok(images=2)
+    progress.prompt_ok(images=2, costs=[Cost(nfe=10, judge_calls=4, paths_pruned=1, steps_saved=10)])
+    progress.prompt_ok(images=2, costs=[Cost(nfe=20, judge_calls=6)])
     assert "prompts 2/4" in progress.line() and "ETA 1m00s" in progress.line()
     progress.prompt_failed("p9", 3, "RuntimeError: boom\ntraceback")
     assert "failed 1" in progress.line()
     assert "INCOMPLETE" in progress.summary("out/run") and "4 images" in progress.summary("out/run")
+    assert "30 generator path-steps, 10 judge calls, 1 paths pruned saving 10 path-steps (25% of 40)" in (
+        progress.summary("out/run")
+    )
+    assert progress.counts()["steps_saved"] == 10

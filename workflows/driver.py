@@ -130,7 +130,7 @@ class Driver:
             except Exception as exc:  # a search or its rows (e.g. an image lost with a node) failed
                 reason = f"{type(exc).__name__}: {exc}"[:REASON_CHARS]
                 continue
-            self.progress.prompt_ok(images)
+            self.progress.prompt_ok(images, [result.cost for _, result in results])
             return
         await self.backend.sink("write_prompt_error", record, reason, attempts)
         self.progress.prompt_failed(record.prompt_id, attempts, reason)

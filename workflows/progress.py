@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
+
+from workflows.search.types import Cost
 
 
 def _duration(seconds: float) -> str:
@@ -29,6 +32,7 @@ class Progress:
     skipped: int = 0
     input_errors: int = 0
     images: int = 0
+    cost: Cost = field(default_factory=Cost)
     started: float = field(default_factory=time.monotonic)
     _last_report: float = 0.0
 
@@ -36,9 +40,11 @@ class Progress:
     def done(self) -> int:
         return self.ok + self.failed + self.skipped
 
-    def prompt_ok(self, images: int) -> None:
+    def prompt_ok(self, images: int, costs: Sequence[Cost] = ()) -> None:
         self.ok += 1
         self.images += images
+        for cost in costs:
+            self.cost.add(cost)
         self.report()
 
     def prompt_failed(self, prompt_id: str, attempts: int, reason: str) -> None:
@@ -86,7 +92,17 @@ class Progress:
         return (
             f"done in {_duration(elapsed)}: {self.ok} prompts labelled, {self.images} images, "
             f"{self.skipped} already committed, {self.failed} failed, {self.input_errors} bad input rows "
-            f"-> {run_uri} ({verdict})"
+            f"-> {run_uri} ({verdict})\n{self.cost_line()}"
+        )
+
+    def cost_line(self) -> str:
+        """What the searches of this session cost, and what pruning saved of it."""
+        cost = self.cost
+        would_be = cost.nfe + cost.steps_saved
+        saved = f" ({100 * cost.steps_saved / would_be:.0f}% of {would_be})" if would_be else ""
+        return (
+            f"cost: {cost.nfe} generator path-steps, {cost.judge_calls} judge calls, "
+            f"{cost.paths_pruned} paths pruned saving {cost.steps_saved} path-steps{saved}"
         )
 
     def start(self, what: str) -> None:
@@ -104,6 +120,10 @@ class Progress:
             "prompts_resumed": self.skipped,
             "input_errors": self.input_errors,
             "images": self.images,
+            "nfe": self.cost.nfe,
+            "judge_calls": self.cost.judge_calls,
+            "paths_pruned": self.cost.paths_pruned,
+            "steps_saved": self.cost.steps_saved,
         }
 
     def _print(self, text: str) -> None:
