@@ -32,7 +32,7 @@ def test_eta_follows_the_rate_of_finished_prompts() -> None:
     progress.prompt_failed("p9", 3, "RuntimeError: boom\ntraceback")
     assert "failed 1" in progress.line()
     assert "INCOMPLETE" in progress.summary("out/run") and "4 images" in progress.summary("out/run")
-    assert "30 generator path-steps, 10 judge calls, 1 paths pruned saving 10 path-steps (25% of 40)" in (
-        progress.summary("out/run")
+    assert progress.cost_line() == (
+        "cost: 30 generator path-steps, 10 judge calls, 1 paths pruned saving 10 path-steps (25% of 40)"
     )
     assert progress.counts()["steps_saved"] == 10

@@ -92,7 +92,7 @@ class Progress:
         return (
             f"done in {_duration(elapsed)}: {self.ok} prompts labelled, {self.images} images, "
             f"{self.skipped} already committed, {self.failed} failed, {self.input_errors} bad input rows "
-            f"-> {run_uri} ({verdict})\n{self.cost_line()}"
+            f"-> {run_uri} ({verdict})"
         )
 
     def cost_line(self) -> str:
@@ -112,6 +112,7 @@ class Progress:
     def finish(self, run_uri: str) -> None:
         self.report(force=True)
         self._print(self.summary(run_uri))
+        self._print(self.cost_line())
 
     def counts(self) -> dict[str, int]:
         return {
