@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -120,6 +121,13 @@ def _connect(cfg: JobConfig) -> None:
 
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     if address:
+        if "://" not in cfg.output.uri and not os.path.isabs(cfg.output.uri):
+            print(
+                f"[parmflow] warning: output.uri {cfg.output.uri!r} is a relative local path on a "
+                "cluster: it lands in the job's working directory on the node that runs the writer "
+                "actor. Use s3://... or a shared absolute path.",
+                file=sys.stderr,
+            )
         ray.init(address=address)
         return
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
