@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from label_helpers import PROMPTS, SMOKE_PROMPTS, TOY, prompts_written, read, run_json
 
-from workflows import sink
+from workflows import driver, sink
+from workflows.errors import RunStopped
 from workflows.label import main
 
 LOCAL = ["--run.backend", "local"]
@@ -76,8 +77,8 @@ def test_a_sink_that_cannot_write_stops_the_run_with_exit_3(
     monkeypatch.setattr(sink.ShardWriter, "add_errors", broken)
     assert main(["--config", TOY, "--output", str(tmp_path), "--run-id", "x", *LOCAL]) == 3
     err = capsys.readouterr().err
-    assert "run stopped: OSError: disk full" in err and "--run-id x" in err
-    assert run_json(tmp_path / "x")["status"] == "running"  # never claimed complete
+    assert "run stopped: RunStopped: the writer failed: OSError: disk full" in err and "--run-id x" in err
+    assert run_json(tmp_path / "x")["status"] == "stopped"  # never claimed complete
 
 
 def test_a_resume_retries_failed_prompts_only_when_asked(tmp_path: Path) -> None:
@@ -85,7 +86,7 @@ def test_a_resume_retries_failed_prompts_only_when_asked(tmp_path: Path) -> None
     args = ["--config", TOY, "--output", str(tmp_path), "--run-id", "t", *LOCAL, "--run.retries", "0"]
     args += ["--output.allow_config_change", "true"]  # the fault is injected through the config
     assert main([*args, "--generator.options.fail_prompts", '["kite"]']) == 2
-    assert main(args) == 0  # the failed prompt stays committed as failed: nothing to do
+    assert main(args) == 2  # the failed prompt stays committed as failed: the run is incomplete
     assert run_json(tmp_path / "t")["status"] == "incomplete"
     assert "a photo of a kite" not in {p for p, *_ in prompts_written(tmp_path / "t")}
     assert main([*args, "--run.retry_failed", "true"]) == 0
@@ -93,6 +94,23 @@ def test_a_resume_retries_failed_prompts_only_when_asked(tmp_path: Path) -> None
     info = run_json(tmp_path / "t")
     assert info["status"] == "complete" and info["counts"]["prompts_failed"] == 0
     assert [s["counts"]["prompts_ok"] for s in info["sessions"]] == [len(SMOKE_PROMPTS) - 1, 0, 1]
+
+
+def test_losing_every_replica_stops_the_run_instead_of_failing_each_prompt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    async def no_replica_left(*args, **kwargs):
+        calls.append(args[0].prompt_id)
+        raise RunStopped("all 2 replicas died and will not restart")
+
+    monkeypatch.setattr(driver, "run_search", no_replica_left)
+    args = ["--config", TOY, "--output", str(tmp_path), "--run-id", "n", *LOCAL, "--run.max_in_flight", "1"]
+    assert main(args) == 3
+    assert read(tmp_path / "n", "errors").num_rows == 0  # no prompt is blamed for the cluster
+    assert run_json(tmp_path / "n")["status"] == "stopped"
+    assert len(set(calls)) == 1  # no further prompt was started, none retried
 
 
 def test_bad_input_rows_are_recorded_once_across_a_resume(tmp_path: Path) -> None:
@@ -148,7 +166,7 @@ def test_progress_and_summary_go_to_stderr(tmp_path: Path, capsys: pytest.Captur
     assert main(["--config", TOY, "--output", str(tmp_path), "--run-id", "p", *LOCAL]) == 0
     err = capsys.readouterr().err
     assert f"prompts {len(SMOKE_PROMPTS)}/{len(SMOKE_PROMPTS)}" in err and "images/s" in err and "ETA" in err
-    assert f"{len(SMOKE_PROMPTS)} prompts labelled" in err and "all prompts succeeded" in err
+    assert f"{len(SMOKE_PROMPTS)} prompts labelled" in err and "run complete" in err
 
 
 def test_run_json_hides_storage_option_values(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from schemas.config import InputConfig, JobConfig
 from schemas.errors import InputError
 from schemas.prompts import BadRow, PromptRecord, read_prompts
 from workflows.backends import Backend
+from workflows.errors import PromptRowsError, RunStopped
 from workflows.progress import Progress
 from workflows.search import run_search, tasks_for
 from workflows.search.types import SearchResult, SearchTask
@@ -106,34 +107,61 @@ class Driver:
             if isinstance(row, BadRow):
                 self.progress.input_error(f"{row.source}:{row.line}", row.reason)
                 if (row.source, row.line) not in done_errors:
-                    await self.backend.sink("write_input_error", row)
+                    await self._sink("write_input_error", row)
                 continue
             if row.prompt_id in done_ids:
                 self.progress.prompt_skipped()
                 continue
             await slots.acquire()
+            if crashed:
+                slots.release()
+                break
             task = asyncio.create_task(self.label_prompt(row))
             running.add(task)
             task.add_done_callback(finished)
-        await all_or_nothing(list(running))
-        if crashed:  # the sink itself failed: stop rather than count prompts that were never written
+        if crashed:  # the run cannot go on: stop the prompts in flight instead of letting them fail
+            for task in list(running):
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
             raise crashed[0]
+        await all_or_nothing(list(running))
 
     async def label_prompt(self, record: PromptRecord) -> None:
-        """Search a prompt, retrying the whole prompt; after the last retry it becomes an errors row."""
+        """Search a prompt, retrying the whole prompt; after the last retry it becomes an errors row.
+
+        Only the prompt's own failures are retried: its search, or its rows (an image lost with
+        a node, one that cannot be encoded). A failure of what every prompt needs (no replica
+        left, a writer that cannot commit) raises :class:`RunStopped` and ends the run."""
         attempts = self.cfg.run.retries + 1
         reason = ""
         for _ in range(attempts):
             try:
                 results = await self.search(record)
-                images = await self.backend.sink("write_prompt", record, results)
-            except Exception as exc:  # a search or its rows (e.g. an image lost with a node) failed
+                images = await self._write(record, results)
+            except RunStopped:
+                raise
+            except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:REASON_CHARS]
                 continue
             self.progress.prompt_ok(images, [result.cost for _, result in results])
             return
-        await self.backend.sink("write_prompt_error", record, reason, attempts)
+        await self._sink("write_prompt_error", record, reason, attempts)
         self.progress.prompt_failed(record.prompt_id, attempts, reason)
+
+    async def _write(self, record: PromptRecord, results: list[tuple[SearchTask, SearchResult]]) -> int:
+        try:
+            return await self.backend.sink("write_prompt", record, results)
+        except PromptRowsError:
+            raise
+        except Exception as exc:
+            raise RunStopped(f"the writer failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _sink(self, method: str, *args: Any) -> Any:
+        """A sink call whose failure no retry can mend."""
+        try:
+            return await self.backend.sink(method, *args)
+        except Exception as exc:
+            raise RunStopped(f"the writer failed: {type(exc).__name__}: {exc}") from exc
 
     async def search(self, record: PromptRecord) -> list[tuple[SearchTask, SearchResult]]:
         tasks = tasks_for(record, self.cfg.search)

@@ -6,8 +6,9 @@ On a cluster: ``ray job submit --working-dir . -- python workflows/label.py --co
 (the job's RAY_ADDRESS is used); without an address a local Ray is started. Rerunning with
 the same output and run id resumes: committed prompts are skipped.
 
-Exit codes: 0 every prompt labelled; 2 a prompt failed after its retries or an input row was
-bad (see the errors table); 1 the recipe, overrides or input source are invalid; 3 the run
+Exit codes: 0 the run is complete (every prompt of every session labelled); 2 a prompt failed
+after its retries or an input row was bad, in this or an earlier session (see the errors
+table and run.json); 1 the recipe, overrides or input source are invalid; 3 the run
 stopped (the output could not be written, or the cluster failed): rerun with the same run id
 to resume.
 """
@@ -22,7 +23,9 @@ if __package__ in (None, ""):  # run as a script (``ray job submit`` does): make
 
 import argparse
 import asyncio
+import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from schemas.config import JobConfig, load_config, parse_overrides
 from schemas.errors import ConfigError, InputError
@@ -59,7 +62,10 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     return cfg
 
 
-async def label(cfg: JobConfig, backend: Backend, rows: Iterator[PromptRecord | BadRow]) -> Progress:
+async def label(
+    cfg: JobConfig, backend: Backend, rows: Iterator[PromptRecord | BadRow]
+) -> tuple[Progress, dict[str, Any]]:
+    """Label every prompt of ``rows``; return this session's progress and the run record."""
     run_id = str(cfg.output.run_id)
     # setup: refuse a judge that cannot answer the strategy or a changed config, learn what an
     # earlier session committed, record the start
@@ -75,14 +81,25 @@ async def label(cfg: JobConfig, backend: Backend, rows: Iterator[PromptRecord | 
     progress.start(f"run {run_id} -> {run_uri(cfg)} ({backend.models})")
     start_counting(cfg.input, progress)
     heartbeat = asyncio.create_task(progress.heartbeat())
-    await Driver(cfg, backend, progress).run(limit_prompts(rows, cfg.input.limit), committed)
-    heartbeat.cancel()
+    try:
+        await Driver(cfg, backend, progress).run(limit_prompts(rows, cfg.input.limit), committed)
+    except BaseException:
+        # stopped: keep the prompts that finished (their shard is still buffered) if the writer can
+        with contextlib.suppress(Exception):
+            await save(backend, info, progress, stopped=True)
+        raise
+    finally:
+        heartbeat.cancel()
 
     # save: commit the last shard, then the run record with this session's and the run's counts
+    await save(backend, info, progress)
+    return progress, info
+
+
+async def save(backend: Backend, info: dict[str, Any], progress: Progress, stopped: bool = False) -> None:
     await backend.sink("close")
-    finish_record(info, now_iso(), progress.counts(), await backend.sink("totals"))
+    finish_record(info, now_iso(), progress.counts(), await backend.sink("totals"), stopped=stopped)
     await backend.sink("write_run_json", info)
-    return progress
 
 
 def check_judge(cfg: JobConfig, judge: JudgeClient | None) -> None:
@@ -108,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parmflow-label: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        progress = asyncio.run(label(cfg, backend, rows))
+        progress, info = asyncio.run(label(cfg, backend, rows))
     except ConfigError as exc:
         print(f"parmflow-label: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -121,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_STOPPED
     finally:
         backend.close()
-    progress.finish(run_uri(cfg))
-    return EXIT_INCOMPLETE if progress.failed or progress.input_errors else EXIT_OK
+    progress.finish(run_uri(cfg), info)
+    return EXIT_OK if info["status"] == "complete" else EXIT_INCOMPLETE
 
 
 if __name__ == "__main__":

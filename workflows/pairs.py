@@ -37,7 +37,7 @@ from workflows.dataset import committed_files
 from workflows.writer import ShardWriter
 
 EXIT_OK, EXIT_BAD = 0, 1
-SCORES = ("outcome", "potential")
+SCORES = ("outcome", "process", "potential")
 WRITER_ID = "pairs"
 PARAMS_FILE = "pairs.json"
 """Arguments the pairs under an output were built with; a resume must use the same."""

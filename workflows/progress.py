@@ -86,9 +86,12 @@ class Progress:
             f" | elapsed {_duration(elapsed)}"
         )
 
-    def summary(self, run_uri: str) -> str:
+    def summary(self, run_uri: str, complete: bool | None = None) -> str:
+        """This session's counts; the verdict is the whole run's when ``complete`` is given."""
         elapsed = time.monotonic() - self.started
-        verdict = "all prompts succeeded" if not (self.failed or self.input_errors) else "INCOMPLETE"
+        if complete is None:
+            complete = not (self.failed or self.input_errors)
+        verdict = "run complete" if complete else "INCOMPLETE: see the errors table"
         return (
             f"done in {_duration(elapsed)}: {self.ok} prompts labelled, {self.images} images, "
             f"{self.skipped} already committed, {self.failed} failed, {self.input_errors} bad input rows "
@@ -109,10 +112,17 @@ class Progress:
         self._print(what)
         self.report(force=True)
 
-    def finish(self, run_uri: str) -> None:
+    def finish(self, run_uri: str, info: dict) -> None:
+        """This session's summary and cost, and (after a resume) where the whole run stands."""
         self.report(force=True)
-        self._print(self.summary(run_uri))
+        self._print(self.summary(run_uri, complete=info["status"] == "complete"))
         self._print(self.cost_line())
+        if len(info["sessions"]) > 1:
+            totals = info["counts"]
+            self._print(
+                f"run so far ({len(info['sessions'])} sessions): {totals['prompts_ok']} prompts labelled, "
+                f"{totals['prompts_failed']} failed, {totals['input_errors']} bad input rows"
+            )
 
     def counts(self) -> dict[str, int]:
         return {

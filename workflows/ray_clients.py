@@ -19,12 +19,13 @@ from ray.exceptions import ActorDiedError
 from actors.interfaces import Finished
 from schemas.config import Resources
 from workflows.clients import BatchedGeneratorClient, BatchedJudgeClient
+from workflows.errors import RunStopped
 from workflows.image_refs import call_with_images
 
 log = logging.getLogger(__name__)
 
 
-class NoReplicaLeft(RuntimeError):
+class NoReplicaLeft(RunStopped):
     """Every replica of a model died for good (its ``max_restarts`` were used up)."""
 
 

@@ -116,10 +116,15 @@ def run_record(
 
 
 def finish_record(
-    info: dict[str, Any], ended_at: str, session: dict[str, int], totals: dict[str, int]
+    info: dict[str, Any],
+    ended_at: str,
+    session: dict[str, int],
+    totals: dict[str, int],
+    stopped: bool = False,
 ) -> None:
     """Close this session's entry; the run is complete when no prompt and no input row of any
-    session is left failed."""
-    info["sessions"][-1].update(ended_at=ended_at, counts=session)
+    session is left failed, and ``stopped`` when this session could not go on."""
+    info["sessions"][-1].update(ended_at=ended_at, counts=session, stopped=stopped)
     info.update(ended_at=ended_at, counts=totals)
-    info["status"] = "complete" if not (totals["prompts_failed"] or totals["input_errors"]) else "incomplete"
+    failed = totals["prompts_failed"] or totals["input_errors"]
+    info["status"] = "stopped" if stopped else "incomplete" if failed else "complete"

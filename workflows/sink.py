@@ -12,6 +12,7 @@ from typing import Any
 
 from schemas.config import OutputConfig
 from schemas.prompts import BadRow, PromptRecord
+from workflows.errors import PromptRowsError
 from workflows.image_refs import resolve_images
 from workflows.rows import input_error_row, prompt_error_row, prompt_rows
 from workflows.search.types import SearchResult, SearchTask
@@ -49,18 +50,24 @@ class PromptSink:
         return self.writer.committed_totals()
 
     def write_prompt(self, record: PromptRecord, results: list[tuple[SearchTask, SearchResult]]) -> int:
-        """Buffer one prompt's rows; returns how many images (samples rows) it holds."""
-        for _, result in results:
-            self._resolve(result)
-        rows = prompt_rows(
-            self.run_id,
-            record,
-            results,
-            strategy=self.strategy,
-            generator=self.generator,
-            judge=self.judge,
-            previews_in_steps=self.previews_in_steps,
-        )
+        """Buffer one prompt's rows; returns how many images (samples rows) it holds.
+
+        A failure to build this prompt's rows is the prompt's (:class:`PromptRowsError`); a
+        failure of the writer is everyone's and propagates as it is."""
+        try:
+            for _, result in results:
+                self._resolve(result)
+            rows = prompt_rows(
+                self.run_id,
+                record,
+                results,
+                strategy=self.strategy,
+                generator=self.generator,
+                judge=self.judge,
+                previews_in_steps=self.previews_in_steps,
+            )
+        except Exception as exc:
+            raise PromptRowsError(f"rows of prompt {record.prompt_id}: {type(exc).__name__}: {exc}") from exc
         self.writer.add(rows)
         return len(rows.samples)
 
