@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from label_helpers import PROMPTS, SMOKE_PROMPTS, TOY, prompts_written, read, run_json
 
+from schemas.tables import SCHEMA_VERSION
 from workflows import driver, sink
 from workflows.errors import RunStopped
 from workflows.label import main
@@ -152,6 +153,11 @@ def test_resume_skips_committed_prompts_and_refuses_a_changed_config(
     capsys.readouterr()
     assert main([*args, "--search.n", "3"]) == 1
     assert "another config" in capsys.readouterr().err
+    record = tmp_path / "r" / "run.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "schema_version": 0}))
+    assert main(args) == 1
+    assert "table schema version 0" in capsys.readouterr().err
+    record.write_text(json.dumps({**json.loads(record.read_text()), "schema_version": SCHEMA_VERSION}))
     assert main([*args, "--search.n", "3", "--output.allow_config_change", "true"]) == 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from schemas.config import JobConfig
 from schemas.errors import ConfigError
+from schemas.tables import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,6 +88,12 @@ def check_resume(previous: dict | None, cfg: JobConfig, run_id: str) -> None:
     """Refuse to continue a run under a different config (it would mix two datasets)."""
     if previous is None or cfg.output.allow_config_change:
         return
+    if previous.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(
+            f"run {run_id!r} in {cfg.output.uri} was written with table schema version "
+            f"{previous.get('schema_version')}, this parmflow writes {SCHEMA_VERSION}; resuming would mix "
+            "two table layouts. Use a new --run-id."
+        )
     before = previous.get("config_hash")
     if before != config_hash(cfg):
         raise ConfigError(
@@ -105,6 +112,7 @@ def run_record(
         "run_id": run_id,
         "config": public_config(cfg),
         "config_hash": config_hash(cfg),
+        "schema_version": SCHEMA_VERSION,
         "code_version": code_version(),
         "models": models,
         "started_at": (previous or {}).get("started_at", started_at),
