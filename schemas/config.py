@@ -178,15 +178,52 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Jo
         raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(raw).__name__}")
-    return validate_config(deep_merge(raw, overrides or {}), source=str(path))
+    lines = key_lines(yaml.compose(text))
+    return validate_config(
+        deep_merge(raw, overrides or {}), source=str(path), lines=lines, overrides=overrides
+    )
 
 
-def validate_config(raw: dict[str, Any], source: str = "<config>") -> JobConfig:
+def key_lines(node: yaml.Node | None, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """1-based line of every mapping key in a YAML document, by its dotted path, so an error
+    can point at the line to fix."""
+    lines: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, str(key.value))
+            lines[path] = key.start_mark.line + 1
+            lines.update(key_lines(value, path))
+    return lines
+
+
+def validate_config(
+    raw: dict[str, Any],
+    source: str = "<config>",
+    lines: dict[tuple[str, ...], int] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> JobConfig:
+    """Validate a merged recipe; each error names the field, and where it came from: the
+    recipe's line, or the command-line override that set it."""
     try:
         return JobConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{source}: invalid recipe"]
+        report = [f"{source}: invalid recipe"]
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {field}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+            loc = tuple(str(p) for p in err["loc"])
+            field = ".".join(loc) or "(top level)"
+            report.append(f"  {_where(loc, source, lines or {}, overrides or {})}{field}: {err['msg']}")
+        raise ConfigError("\n".join(report)) from None
+
+
+def _where(
+    loc: tuple[str, ...], source: str, lines: dict[tuple[str, ...], int], overrides: dict[str, Any]
+) -> str:
+    node: Any = overrides
+    for part in loc:
+        node = node.get(part) if isinstance(node, dict) else None
+    if node is not None:
+        return f"(--{'.'.join(loc)}) "
+    for depth in range(len(loc), 0, -1):  # the field's own line, else its section's
+        if loc[:depth] in lines:
+            return f"{source}:{lines[loc[:depth]]}: "
+    return ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ def test_an_override_of_the_wrong_type_names_the_field(tmp_path: Path) -> None:
     path = write_recipe(tmp_path, recipe())
     with pytest.raises(ConfigError) as info:
         load_config(path, parse_overrides(["--search.n", "many"]))
-    assert str(path) in str(info.value) and "search.n:" in str(info.value)
+    assert str(path) in str(info.value) and "(--search.n) search.n:" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -112,8 +113,16 @@ def test_an_override_of_the_wrong_type_names_the_field(tmp_path: Path) -> None:
 )
 def test_unknown_key_names_the_dotted_path_and_the_file(tmp_path: Path, edit: Any, field: str) -> None:
     path, message = load_error(tmp_path, edit)
-    assert str(path) in message
-    assert f"  {field}: Extra inputs are not permitted" in message
+    assert_names_line(path, message, field)
+    assert f"{field}: Extra inputs are not permitted" in message
+
+
+def assert_names_line(path: Path, message: str, field: str) -> None:
+    """The message points at ``file:line`` of the field's key (its section's, if it is missing)."""
+    found = re.search(rf"\n  {re.escape(str(path))}:(\d+): {re.escape(field)}: ", message)
+    assert found, message
+    line = path.read_text().splitlines()[int(found.group(1)) - 1]
+    assert line.strip().startswith(f"{field.split('.')[-1]}:"), line
 
 
 @pytest.mark.parametrize(
@@ -130,7 +139,10 @@ def test_unknown_key_names_the_dotted_path_and_the_file(tmp_path: Path, edit: An
 def test_wrong_type_or_value_names_the_field(tmp_path: Path, edit: Any, field: str) -> None:
     path, message = load_error(tmp_path, edit)
     assert str(path) in message
-    assert f"\n  {field}: " in message
+    if field == "generator":  # a missing section has no line to point at
+        assert f"\n  {field}: Field required" in message
+    else:
+        assert_names_line(path, message, field)
 
 
 def test_missing_recipe_names_the_file(tmp_path: Path) -> None:
