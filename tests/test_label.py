@@ -10,8 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from label_helpers import PROMPTS, SMOKE_PROMPTS, TOY, prompts_written, read, run_json
 
+from schemas.config import validate_config
 from schemas.tables import SCHEMA_VERSION
 from workflows import driver, sink
 from workflows.errors import RunStopped
@@ -192,3 +194,10 @@ def test_a_judge_that_cannot_answer_the_strategy_is_refused_before_any_search(
     assert not list((tmp_path / "c").glob("_commits/*.json"))  # nothing was searched or written
     best_of_n = ["--search.strategy", "best_of_n"]
     assert main(["--config", TOY, "--output", str(tmp_path), "--run-id", "d", *LOCAL, *clip, *best_of_n]) == 0
+
+
+def test_print_config_shows_every_field_resolved(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", TOY, "--print-config", "--search.n", "7"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["search"]["n"] == 7 and printed["search"]["threshold"] == 0.5  # a default shown
+    assert validate_config(printed).search.n == 7

@@ -27,6 +27,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import yaml
+
 from schemas.config import JobConfig, load_config, parse_overrides
 from schemas.errors import ConfigError, InputError
 from schemas.prompts import BadRow, PromptRecord, read_prompts
@@ -40,7 +42,8 @@ from workflows.search import judge_needs
 EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3
 
 
-def parse_args(argv: list[str] | None) -> JobConfig:
+def parse_args(argv: list[str] | None) -> tuple[JobConfig, bool]:
+    """The resolved config, and whether only to print it."""
     parser = argparse.ArgumentParser(
         prog="parmflow-label",
         description=__doc__.split("\n\n")[0],
@@ -49,6 +52,11 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     parser.add_argument("--config", required=True, help="YAML recipe (configs/*.yaml)")
     parser.add_argument("--output", help="output directory or s3:// URI (output.uri)")
     parser.add_argument("--run-id", help="run id; reuse one to resume (output.run_id)")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved recipe (every field, defaults included) as YAML and exit",
+    )
     args, rest = parser.parse_known_args(argv)
     overrides = parse_overrides(rest)
     output = overrides.setdefault("output", {})
@@ -57,9 +65,9 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     if args.run_id is not None:
         output["run_id"] = args.run_id
     cfg = load_config(args.config, overrides)
-    if cfg.output.run_id is None:
+    if cfg.output.run_id is None and not args.print_config:
         cfg.output.run_id = new_run_id()
-    return cfg
+    return cfg, args.print_config
 
 
 async def label(
@@ -118,7 +126,10 @@ def run_uri(cfg: JobConfig) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = parse_args(argv)
+        cfg, print_only = parse_args(argv)
+        if print_only:
+            print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+            return EXIT_OK
         rows = read_prompts(cfg.input.uri, cfg.input.format, cfg.input.strict)
         backend = open_backend(cfg, str(cfg.output.run_id))
     except (ConfigError, InputError) as exc:
