@@ -184,3 +184,26 @@ def test_a_cancelled_dispatch_reaches_every_caller_of_its_batch() -> None:
 
     outcomes = run(main)
     assert len(outcomes) == 2 and all(isinstance(o, asyncio.CancelledError) for o in outcomes)
+
+
+def test_a_retired_replica_takes_its_slot_with_it_but_never_the_last() -> None:
+    async def main() -> tuple[int, int]:
+        dispatch = GatedDispatch()
+        batcher = Coalescer(dispatch, max_batch=1, wait_ms=0, max_concurrent=3)
+        batcher.shrink()  # 3 replicas -> 2
+        waiting = [asyncio.create_task(batcher.submit("k", [i])) for i in range(4)]
+        await idle()
+        concurrent_after_one_death = len(dispatch.batches)
+        batcher.shrink()
+        batcher.shrink()  # the last slot stays: callers must still hear "no replica left"
+        dispatch.gate.set()
+        await asyncio.gather(*waiting)
+        more = [asyncio.create_task(batcher.submit("k", [i])) for i in range(4, 7)]
+        dispatch.gate.clear()
+        await idle()
+        concurrent_at_the_end = len(dispatch.batches) - 4
+        dispatch.gate.set()
+        await asyncio.gather(*more)
+        return concurrent_after_one_death, concurrent_at_the_end
+
+    assert run(main) == (2, 1)

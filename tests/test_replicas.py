@@ -109,7 +109,8 @@ def test_least_busy_spreads_concurrent_calls() -> None:
 
 
 def test_least_busy_retires_a_dead_replica_and_reruns_the_call_elsewhere() -> None:
-    pool = LeastBusy(["a", "dead", "b"])
+    retired: list[str] = []
+    pool = LeastBusy(["a", "dead", "b"], on_retire=lambda: retired.append("slot"))
     used: list[str] = []
 
     async def call(replica: str) -> str:
@@ -125,6 +126,7 @@ def test_least_busy_retires_a_dead_replica_and_reruns_the_call_elsewhere() -> No
     served = asyncio.run(many())
     assert used.count("dead") == 1 and sorted(served) == ["a", "a", "a", "b", "b", "b"]
     assert pool.dead == {1} and pool.in_flight == [0, 0, 0]
+    assert retired == ["slot"]  # the client's coalescer gives up one dispatch slot, once
 
 
 def test_least_busy_keeps_a_replica_that_will_restart() -> None:

@@ -61,10 +61,22 @@ class Coalescer:
         self.max_batch = max_batch
         self.wait_s = wait_ms / 1000.0
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._capacity = max_concurrent
         self._queues: dict[Hashable, _Queue] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.calls = 0
         self.items = 0
+
+    def shrink(self) -> None:
+        """One dispatch slot fewer, for good (a replica died): batches are then cut for the
+        replicas that are left instead of queueing two on one. The last slot is never taken,
+        so callers still reach the dispatch and hear that nothing is left."""
+        if self._capacity > 1:
+            self._capacity -= 1
+            self._tasks.add(asyncio.get_running_loop().create_task(self._hold_one_slot()))
+
+    async def _hold_one_slot(self) -> None:
+        await self._slots.acquire()  # and never release it
 
     async def submit(self, key: Hashable, items: Sequence[Any]) -> list[Any]:
         if not items:

@@ -38,10 +38,13 @@ class LeastBusy:
     pool and the call reruns on another replica. Model calls are idempotent, so a rerun is safe.
     """
 
-    def __init__(self, replicas: Sequence[ray.actor.ActorHandle]):
+    def __init__(
+        self, replicas: Sequence[ray.actor.ActorHandle], on_retire: Callable[[], None] = lambda: None
+    ):
         self.replicas = list(replicas)
         self.in_flight = [0] * len(self.replicas)
         self.dead: set[int] = set()
+        self.on_retire = on_retire
 
     async def call(self, use: Callable[[ray.actor.ActorHandle], Awaitable[Any]]) -> Any:
         while True:
@@ -71,6 +74,7 @@ class LeastBusy:
     def _retire(self, index: int, exc: ActorDiedError) -> None:
         if index not in self.dead:
             self.dead.add(index)
+            self.on_retire()
             log.warning(
                 "replica %d of %d died for good, %d left: %s",
                 index,
@@ -88,7 +92,7 @@ class RayGeneratorClient(BatchedGeneratorClient):
     def __init__(self, replicas: Sequence[ray.actor.ActorHandle], resources: Resources):
         info = ray.get(replicas[0].info.remote())
         super().__init__(info.name, info.identity, info.num_steps, _batcher_args(replicas, resources))
-        self._pool = LeastBusy(replicas)
+        self._pool = LeastBusy(replicas, on_retire=self._batcher.shrink)
 
     async def _run_batch(self, method: str, items: list[Any], steps: int, previews: bool) -> list[Any]:
         return await self._pool.call(lambda replica: self._call(replica, method, items, steps, previews))
@@ -113,7 +117,7 @@ class RayJudgeClient(BatchedJudgeClient):
     def __init__(self, replicas: Sequence[ray.actor.ActorHandle], resources: Resources):
         info = ray.get(replicas[0].info.remote())
         super().__init__(info.name, info.identity, info.answers, _batcher_args(replicas, resources))
-        self._pool = LeastBusy(replicas)
+        self._pool = LeastBusy(replicas, on_retire=self._batcher.shrink)
 
     async def _run_batch(self, key: str, images: list[Any], prompts: list[str]) -> Sequence[Any]:
         if key == "reflect":
