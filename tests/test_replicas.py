@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -186,3 +187,39 @@ def test_resolve_images_fetches_each_distinct_ref_once_and_keeps_arrays(ray_clus
     resolved = resolve_images([ref, green, ref])
     assert [img[0, 0, 0] for img in resolved] == [200, 100, 200]
     assert resolved[0] is resolved[2]  # one fetch serves both uses of the same ref
+
+
+def test_a_replica_that_crashes_mid_call_stays_in_the_pool(ray_cluster: None, tmp_path) -> None:
+    """Pins Ray's mapping the pool relies on: a process that dies mid-call but will restart
+    raises ActorUnavailableError (not ActorDiedError), so it must not be retired."""
+
+    @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+    class CrashOnce:
+        def work(self, marker: str) -> str:
+            import os
+            from pathlib import Path
+
+            if not Path(marker).exists():
+                Path(marker).touch()
+                os._exit(1)
+            return "served"
+
+    actor = CrashOnce.remote()
+    pool = LeastBusy([actor])
+    marker = str(tmp_path / "crashed")
+
+    async def work() -> str:
+        return await pool.call(lambda replica: replica.work.remote(marker))
+
+    with pytest.raises(ActorUnavailableError):
+        asyncio.run(work())
+    assert pool.dead == set()
+    deadline = time.monotonic() + 60
+    while True:  # back after its restart
+        try:
+            assert asyncio.run(work()) == "served"
+            break
+        except ActorUnavailableError:
+            assert time.monotonic() < deadline, "the replica never came back"
+            time.sleep(0.2)
+    ray.kill(actor)
