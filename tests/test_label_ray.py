@@ -38,6 +38,12 @@ def uninterrupted(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -
     return out / "u"
 
 
+def one_replica_run(output: Path, run_id: str, max_in_flight: int) -> list[str]:
+    """Arguments of a toy run on one generator replica, few prompts in flight (slow enough to interrupt)."""
+    run = ["--output", str(output), "--run-id", run_id, "--run.max_in_flight", str(max_in_flight)]
+    return ["--config", TOY, *run, *ONE_REPLICA]
+
+
 def test_ray_run_writes_the_same_rows_as_the_in_process_run(uninterrupted: Path, tmp_path: Path) -> None:
     assert main(["--config", TOY, "--output", str(tmp_path), "--run-id", "l", "--run.backend", "local"]) == 0
     assert sample_rows(uninterrupted) == sample_rows(tmp_path / "l")
@@ -46,17 +52,7 @@ def test_ray_run_writes_the_same_rows_as_the_in_process_run(uninterrupted: Path,
 
 def test_a_replica_killed_mid_run_costs_a_retry_not_the_run(uninterrupted: Path, tmp_path: Path) -> None:
     result: list[int] = []
-    args = [
-        "--config",
-        TOY,
-        "--output",
-        str(tmp_path),
-        "--run-id",
-        "k",
-        "--run.max_in_flight",
-        "2",
-        *ONE_REPLICA,
-    ]
+    args = one_replica_run(tmp_path, "k", max_in_flight=2)
     args += ["--generator.options.delay_ms", "40", "--run.retries", "0"]
     runner = threading.Thread(target=lambda: result.append(main(args)))
     runner.start()
@@ -79,17 +75,7 @@ def test_a_replica_killed_mid_run_costs_a_retry_not_the_run(uninterrupted: Path,
 def test_a_killed_driver_resumes_to_exactly_the_uninterrupted_prompts(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
-    args = [
-        "--config",
-        TOY,
-        "--output",
-        str(tmp_path),
-        "--run-id",
-        "i",
-        "--run.max_in_flight",
-        "1",
-        *ONE_REPLICA,
-    ]
+    args = one_replica_run(tmp_path, "i", max_in_flight=1)
     args += ["--output.shard_rows", str(PER_PROMPT), "--generator.options.delay_ms", "40"]
     address = ray.get_runtime_context().gcs_address
     driver = subprocess.Popen(
