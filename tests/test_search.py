@@ -254,16 +254,22 @@ def test_parm_stops_paths_without_potential_and_traces_each_judged_step_once() -
     assert {c.path_index: c.image for c in result.candidates}[1] == Shot(1, 2, TASK.prompt)
 
 
-def test_parm_asks_clarity_every_k_steps_and_treats_never_clear_as_clear_at_the_end() -> None:
-    judge = ScriptedJudge(clear_at={0: 3, 1: 99})
+def test_parm_asks_clarity_every_k_steps_and_a_never_clear_path_is_not_hopeful() -> None:
+    judge = ScriptedJudge(clear_at={0: 3, 1: 99}, potential={0: 0.6})
     result = run("parm", ShotGenerator(), judge, n=2, clarity_every=2)
     clarity = sorted((r.path_index, r.step) for r in result.trace if r.question == "clarity")
-    assert clarity == [(0, 2), (0, 4), (1, 2), (1, 4)]
-    assert {c.path_index: c.clarity_step for c in result.candidates} == {0: 4, 1: 6}
-    assert sorted((r.path_index, r.step) for r in result.trace if r.question == "potential") == [
-        (0, 4),
-        (1, 6),
-    ]
+    assert clarity == [(0, 2), (0, 4), (1, 2), (1, 4), (1, 6)]  # asked at the last step too
+    assert {c.path_index: c.clarity_step for c in result.candidates} == {0: 4, 1: None}
+    assert [(r.path_index, r.step) for r in result.trace if r.question == "potential"] == [(0, 4)]
+    assert selected(result) == 0
+    never_clear = next(c for c in result.candidates if c.path_index == 1)
+    assert (never_clear.outcome, never_clear.rank, never_clear.pruned_at) == (None, None, None)
+
+
+def test_parm_with_no_clear_path_falls_back_to_the_first() -> None:
+    judge = ScriptedJudge(clear_at={0: 99, 1: 99})
+    result = run("parm", ShotGenerator(), judge, n=2)
+    assert selected(result) == 0 and result.selected[0].rank == 0
 
 
 def test_parm_falls_back_to_the_highest_potential_and_completes_it() -> None:

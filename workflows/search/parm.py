@@ -8,11 +8,12 @@ on to the end but stay out of the selection, so the result is the same and only 
 differs (that is what ``bench/search_cost.py`` compares). The survivors' final images are
 ranked by outcome P(yes) and the best is selected (best-of-N').
 
-A path never judged clear before its last step is treated as clear at its last step: its
-potential is asked on the final image, where no step is left to save. If no path survives,
-the one with the highest potential P(yes) (the lowest P(no)) is selected; a stopped one is
-first run to its end, and its steps are taken back out of ``steps_saved`` and the path out of
-``paths_pruned``, because that compute was spent after all.
+Clarity is asked at the last step too, as the paper's code does: a path still not clear
+there is not hopeful (it never showed enough to judge its potential) and ranks last for the
+fallback. If no path survives, the one with the highest potential P(yes) is selected (the
+paper ranks by the lowest P(no); the two agree when the judge's answer mass is on yes/no);
+a stopped one is first run to its end, and its steps are taken back out of ``steps_saved``
+and the path out of ``paths_pruned``, because that compute was spent after all.
 
 All paths move in lockstep; undecided paths ask for previews, decided ones do not.
 """
@@ -80,11 +81,11 @@ async def _judge_clarity_and_potential(ctx: SearchContext, undecided: list[_Path
     if not undecided:
         return
     step = undecided[0].state.step
-    if step < ctx.num_steps:
-        verdicts = await ctx.ask([p.preview for p in undecided], [p.state for p in undecided], "clarity")
-        clear = [p for p, v in zip(undecided, verdicts, strict=True) if v.yes]
-    else:
-        clear = undecided
+    verdicts = await ctx.ask([p.preview for p in undecided], [p.state for p in undecided], "clarity")
+    clear = [p for p, v in zip(undecided, verdicts, strict=True) if v.yes]
+    if step >= ctx.num_steps:  # never clear: nothing to judge its potential on
+        for path in undecided:
+            path.hopeful = path in clear
     verdicts = await ctx.ask([p.preview for p in clear], [p.state for p in clear], "potential")
     for path, verdict in zip(clear, verdicts, strict=True):
         path.clarity_step, path.potential, path.hopeful = step, verdict.p_yes, verdict.yes
