@@ -99,7 +99,12 @@ class Generator(Protocol):
 
 @runtime_checkable
 class Judge(Protocol):
-    """A batched judge: P(yes) for one of the known questions, and free-text reflections.
+    """A batched judge: answer probabilities for one of the known questions, and free-text reflections.
+
+    ``ask`` returns an (n, 2) float64 array: column 0 is P(yes), column 1 is P(no). Both are
+    kept because a full-vocabulary softmax leaves mass on other tokens, so P(no) is not
+    1 - P(yes), and the paper reads P(no) where it asks "is this not so?" (PARM's fallback,
+    the sampled clarity answer).
 
     ``answers`` names the questions it can answer (and ``"reflect"``), so a run whose strategy
     needs more is refused before any model computes."""
@@ -111,3 +116,9 @@ class Judge(Protocol):
     def ask(self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question) -> np.ndarray: ...
 
     def reflect(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[str]: ...
+
+
+def yes_no(p_yes: np.ndarray) -> np.ndarray:
+    """The (n, 2) answer array of a judge that has no third answer: P(no) = 1 - P(yes)."""
+    p_yes = np.asarray(p_yes, dtype=np.float64).reshape(-1)
+    return np.stack([p_yes, 1.0 - p_yes], axis=1)

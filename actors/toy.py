@@ -7,7 +7,8 @@ expectations. Registered as kind ``toy`` so a recipe can run the whole pipeline 
 Generator: a path fills ``num_tokens / num_steps`` slots per step (raster order) with values
 in [0, 256) drawn from its own stream. Its image is a flat colour: red = mean of the decided
 tokens, green = 255 * decided fraction, blue = the last decided token.
-Judge: ``outcome``/``process``/``potential`` P(yes) = red / 255; ``clarity`` P(yes) = green / 255.
+Judge: ``outcome``/``process``/``potential`` P(yes) = red / 255; ``clarity`` P(yes) = green / 255;
+P(no) = 1 - P(yes) always.
 
 Two generator options exist for failure and timing tests: ``fail_prompts`` (``start`` raises for a
 prompt containing any of these strings) and ``delay_ms`` (each call sleeps, so a run lasts long
@@ -21,7 +22,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from actors.interfaces import QUESTIONS, REFLECT, UNKNOWN, Advanced, Finished, PathSpec, PathState, Question
+from actors.interfaces import (
+    QUESTIONS,
+    REFLECT,
+    UNKNOWN,
+    Advanced,
+    Finished,
+    PathSpec,
+    PathState,
+    Question,
+    yes_no,
+)
 from actors.rng import stream_seed
 from schemas.config import GeneratorSpec, JudgeSpec
 
@@ -126,7 +137,7 @@ class ToyJudge:
     def ask(self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question) -> np.ndarray:
         self.calls += 1
         channel = 1 if question == "clarity" else 0
-        return np.array([float(img[0, 0, channel]) / 255.0 for img in images], dtype=np.float64)
+        return yes_no(np.array([float(img[0, 0, channel]) / 255.0 for img in images], dtype=np.float64))
 
     def reflect(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[str]:
         return [f"make it redder (red is {int(img[0, 0, 0])})" for img in images]

@@ -11,7 +11,7 @@ import json
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 TOKENS = pa.list_(pa.int32())
@@ -88,6 +88,7 @@ STEPS = _schema(
         pa.field("step", pa.int32(), nullable=False),
         pa.field("question", pa.string(), nullable=False),
         pa.field("p_yes", pa.float64(), nullable=False),
+        pa.field("p_no", pa.float64()),
         pa.field("decision", pa.bool_(), nullable=False),
         pa.field("preview", IMAGE),  # thumbnail, only when search.previews_in_steps
         pa.field("elapsed_ms", pa.float64()),

@@ -130,7 +130,7 @@ def test_converted_checkpoint_works_as_a_judge(source, tmp_path):
     assert judge.processor.tokenizer.convert_ids_to_tokens(judge.model.config.image_token_id) == "<image>"
     image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     p = judge.ask([image, image], ["a cat", "a dog"], "outcome")
-    assert np.all((p > 0) & (p < 1))
+    assert p.shape == (2, 2) and np.all((p > 0) & (p < 1))
 
 
 def test_unplaced_source_weights_stop_the_conversion(source, tmp_path):

@@ -33,8 +33,11 @@ def images() -> list[np.ndarray]:
 
 
 def test_p_yes_is_the_documented_logistic_of_the_cosine(judge, images):
-    p = judge.ask(images, PROMPTS, "outcome")
+    answers = judge.ask(images, PROMPTS, "outcome")
+    assert answers.shape == (len(images), 2)
+    p = answers[:, 0]
     assert np.all((p >= 0) & (p <= 1))
+    np.testing.assert_allclose(answers[:, 1], 1.0 - p)  # no third answer
     model, tokenizer = judge.model, judge.tokenizer
     with torch.no_grad():
         for image, prompt, got in zip(images, PROMPTS, p, strict=True):
@@ -61,7 +64,7 @@ def test_center_is_where_p_yes_is_one_half(images):
     probe = load_clip_judge(JudgeSpec(kind="clip", checkpoint="tiny:clip"))
     cos = float(probe.similarity(images[:1], PROMPTS[:1])[0])
     centred = load_clip_judge(JudgeSpec(kind="clip", checkpoint="tiny:clip", options={"center": cos}))
-    assert centred.ask(images[:1], PROMPTS[:1], "outcome")[0] == pytest.approx(0.5, abs=1e-5)
+    assert centred.ask(images[:1], PROMPTS[:1], "outcome")[0, 0] == pytest.approx(0.5, abs=1e-5)
 
 
 def test_what_clip_cannot_answer_fails_clearly(judge, images):

@@ -44,25 +44,30 @@ def images() -> list[np.ndarray]:
     return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in SIZES]
 
 
-def direct_p_yes(judge: LlavaJudge, image: np.ndarray, prompt: str, question: str) -> float:
-    """P(yes) for one image straight from the model's full logits, no padding, no shortcuts."""
+def direct_answers(judge: LlavaJudge, image: np.ndarray, prompt: str, question: str) -> list[float]:
+    """P(yes) and P(no) for one image straight from the model's full logits, no padding, no
+    shortcuts."""
     inputs = judge.processor([render_chat(judge.questions[question], prompt)], [image])
     with torch.no_grad():
         logits = judge.model(**inputs).logits[0, -1].double()
-    yes = judge.processor.tokenizer.convert_tokens_to_ids("yes")
-    return float(torch.softmax(logits, -1)[yes])
+    probs = torch.softmax(logits, -1)
+    tokens = judge.processor.tokenizer.convert_tokens_to_ids(["yes", "no"])
+    return [float(probs[token]) for token in tokens]
 
 
 @pytest.mark.parametrize("question", QUESTIONS)
-def test_p_yes_is_a_probability_equal_to_the_direct_computation(judge, images, question):
+def test_p_yes_and_p_no_are_probabilities_equal_to_the_direct_computation(judge, images, question):
     p = judge.ask(images[:3], PROMPTS[:3], question)
-    assert p.shape == (3,) and p.dtype == np.float64
-    assert np.all((p >= 0) & (p <= 1))
-    direct = [
-        direct_p_yes(judge, img, prompt, question)
-        for img, prompt in zip(images[:3], PROMPTS[:3], strict=True)
-    ]
-    np.testing.assert_allclose(p, direct, rtol=1e-4)
+    assert p.shape == (3, 2) and p.dtype == np.float64
+    assert np.all((p >= 0) & (p <= 1)) and np.all(p.sum(axis=1) <= 1 + 1e-6)
+    direct = np.array(
+        [
+            direct_answers(judge, img, prompt, question)
+            for img, prompt in zip(images[:3], PROMPTS[:3], strict=True)
+        ]
+    )
+    np.testing.assert_allclose(p[:, 0], direct[:, 0], rtol=1e-4)
+    np.testing.assert_allclose(p[:, 1], direct[:, 1], rtol=1e-4)
 
 
 def test_batch_of_eight_equals_eight_singles(judge, images):
@@ -103,7 +108,7 @@ def test_the_tiny_judge_says_yes_to_some_images_and_no_to_others(judge, varied_i
     assert p_yes.max() - p_yes.min() > 0.3
     assert p_yes.min() < 0.5 < p_yes.max()
     asked = judge.ask(varied_images, ["a photo of a kite"] * len(p_yes), question)
-    np.testing.assert_allclose(p_yes, asked, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(p_yes, asked[:, 0], rtol=1e-4, atol=1e-6)
 
 
 def test_one_forward_pass_per_batch(judge, images, monkeypatch):
@@ -218,7 +223,7 @@ def test_bad_requests_fail_clearly(judge, images):
         load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava", options={"max_tokens": 3}))
     with pytest.raises(ValueError, match="max_new_tokens='8' should be int"):
         load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava", options={"max_new_tokens": "8"}))
-    assert judge.ask([], [], "outcome").shape == (0,)
+    assert judge.ask([], [], "outcome").shape == (0, 2)
 
 
 def test_a_user_questions_file_overrides_by_name(tmp_path: Path):

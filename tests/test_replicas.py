@@ -85,7 +85,8 @@ def test_images_stay_in_the_object_store_and_the_judge_resolves_them(toy_replica
         np.testing.assert_array_equal(one_image, expected[1].image)
         assert [f.tokens.tolist() for f in done] == [e.tokens.tolist() for e in expected]
         np.testing.assert_allclose(finals, toy_judge.ask([e.image for e in expected], ["x", "x"], "outcome"))
-        np.testing.assert_allclose(previews, [128 / 255] * 2)  # half the slots decided after 3 of 6 steps
+        # half the slots decided after 3 of 6 steps; one (P(yes), P(no)) row per image
+        np.testing.assert_allclose(previews, [[128 / 255, 127 / 255]] * 2)
     assert gen_client._batcher.calls < 20 * 4 / 2  # 80 requests coalesced into far fewer calls
     assert all(isinstance(h, ray.ObjectRef) for h in handles)  # the driver holds refs, not pixels
     assert len(set(handles)) == len(handles) == 20 * 2 * 2  # one object per image, not per batch

@@ -51,7 +51,7 @@ def hand_results() -> list[tuple[SearchTask, SearchResult]]:
             ),
         ],
         trace=[
-            TraceRow(0, 1, "clarity", 0.8, True, preview=pixels(32, 16, 3), elapsed_ms=1.5),
+            TraceRow(0, 1, "clarity", 0.8, True, preview=pixels(32, 16, 3), elapsed_ms=1.5, p_no=0.15),
             TraceRow(1, 1, "potential", 0.2, False, preview=pixels(32, 16, 4), elapsed_ms=2.5),
         ],
         cost=Cost(nfe=5, judge_calls=3, paths_pruned=1, steps_saved=2),
@@ -110,9 +110,11 @@ def test_images_and_tokens_round_trip_through_arrow() -> None:
 
 def test_steps_rows_and_previews_only_when_asked() -> None:
     plain = prompt_rows("run1", RECORD, hand_results(), strategy="parm", generator="g", judge="j")
-    assert [(r["candidate"], r["step"], r["question"], r["p_yes"], r["decision"]) for r in plain.steps] == [
-        (0, 1, "clarity", 0.8, True),
-        (1, 1, "potential", 0.2, False),
+    assert [
+        (r["candidate"], r["step"], r["question"], r["p_yes"], r["p_no"], r["decision"]) for r in plain.steps
+    ] == [
+        (0, 1, "clarity", 0.8, 0.15, True),
+        (1, 1, "potential", 0.2, None, False),  # a trace row without P(no) leaves the column null
     ]
     assert all(r["preview"] is None and r["image_index"] == 0 and r["round"] == 0 for r in plain.steps)
     assert [r["elapsed_ms"] for r in plain.steps] == [1.5, 2.5]

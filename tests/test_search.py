@@ -93,7 +93,8 @@ class ShotGenerator(ToyGenerator):
 
 class ScriptedJudge:
     """Clear from step ``clear_at[path]``; potential and outcome looked up per path; reflections
-    numbered in the order they are written."""
+    numbered in the order they are written. P(no) is 1 - P(yes) except a potential P(no) set in
+    ``potential_no``, which lets the two orders of a full-vocabulary judge differ."""
 
     name = identity = "scripted"
     answers = frozenset((*QUESTIONS, REFLECT))
@@ -103,8 +104,10 @@ class ScriptedJudge:
         clear_at: dict[int, int] | None = None,
         potential: dict[int, float] | None = None,
         outcome: Callable[[Shot], float] = lambda shot: 0.5,
+        potential_no: dict[int, float] | None = None,
     ):
         self.clear_at, self.potential, self.outcome = clear_at or {}, potential or {}, outcome
+        self.potential_no = potential_no or {}
         self.reflections = 0
         self.prompts_seen: set[str] = set()
 
@@ -116,7 +119,12 @@ class ScriptedJudge:
             "outcome": self.outcome,
             "process": self.outcome,
         }[question]
-        return np.array([answers(s) for s in images])
+        p_yes = [answers(s) for s in images]
+        p_no = [
+            self.potential_no.get(s.path, 1.0 - p) if question == "potential" else 1.0 - p
+            for s, p in zip(images, p_yes, strict=True)
+        ]
+        return np.array([p_yes, p_no]).T.reshape(len(images), 2)
 
     def reflect(self, images: Sequence[Shot], prompts: Sequence[str]) -> list[str]:
         self.prompts_seen.update(prompts)
@@ -272,7 +280,7 @@ def test_parm_with_no_clear_path_falls_back_to_the_first() -> None:
     assert selected(result) == 0 and result.selected[0].rank == 0
 
 
-def test_parm_falls_back_to_the_highest_potential_and_completes_it() -> None:
+def test_parm_falls_back_to_the_lowest_potential_no_and_completes_it() -> None:
     judge = ScriptedJudge(clear_at={0: 2, 1: 3, 2: 4}, potential={0: 0.3, 1: 0.45, 2: 0.2})
     gen = ShotGenerator()
     result = run("parm", gen, judge, n=3)
@@ -284,6 +292,31 @@ def test_parm_falls_back_to_the_highest_potential_and_completes_it() -> None:
     assert result.cost.nfe == gen.forward_passes == 2 + 6 + 4
     assert (result.cost.paths_pruned, result.cost.steps_saved) == (2, 4 + 2)
     assert [r.path_index for r in result.trace if r.question == "outcome"] == [1]
+
+
+def test_parm_fallback_ranks_by_p_no_where_it_disagrees_with_p_yes() -> None:
+    """Path 1 has the highest potential P(yes) but path 0 the lowest P(no) (their P(yes) + P(no)
+    is below one): the paper's code takes path 0."""
+    judge = ScriptedJudge(
+        clear_at={0: 2, 1: 3, 2: 4},
+        potential={0: 0.3, 1: 0.45, 2: 0.2},
+        potential_no={0: 0.4, 1: 0.5, 2: 0.7},
+    )
+    result = run("parm", ShotGenerator(), judge, n=3)
+    assert selected(result) == 0
+    assert result.selected[0].image == Shot(0, 6, TASK.prompt)
+    assert (result.cost.paths_pruned, result.cost.steps_saved) == (2, 3 + 2)
+    potential_no = {r.path_index: r.p_no for r in result.trace if r.question == "potential"}
+    assert potential_no == {0: 0.4, 1: 0.5, 2: 0.7}
+
+
+@pytest.mark.parametrize(("p_no", "expected"), [(1.0, 0), (0.99, 1)])
+def test_parm_fallback_counts_a_never_clear_path_as_p_no_one(p_no: float, expected: int) -> None:
+    """Path 0 is never clear (worst P(no), 1); path 1 ties it at 1.0 (lower index wins) or beats it."""
+    judge = ScriptedJudge(clear_at={0: 99, 1: 2}, potential={1: 0.0}, potential_no={1: p_no})
+    result = run("parm", ShotGenerator(), judge, n=2)
+    assert selected(result) == expected
+    assert result.selected[0].image == Shot(expected, 6, TASK.prompt)  # completed, even if stopped
 
 
 def test_parm_without_pruning_selects_the_same_path_at_full_compute() -> None:

@@ -16,7 +16,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from actors.interfaces import UNKNOWN, Generator, Judge, Question
+from actors.interfaces import UNKNOWN, Generator, Judge, Question, yes_no
 from actors.registry import build_generator, build_judge
 from schemas.config import GeneratorSpec, JudgeSpec, SearchConfig
 from workflows.clients import LocalGeneratorClient, LocalJudgeClient
@@ -117,7 +117,7 @@ class ClearSighted:
 
     def ask(self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question) -> np.ndarray:
         if question == "clarity":
-            return np.ones(len(images))
+            return yes_no(np.ones(len(images)))
         return self.model.ask(images, prompts, question)
 
     def reflect(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[str]:

@@ -39,7 +39,9 @@ class JudgeClient(Protocol):
     identity: str
     answers: frozenset[str]
 
-    async def ask(self, images: Sequence[Any], prompts: Sequence[str], question: Question) -> np.ndarray: ...
+    async def ask(self, images: Sequence[Any], prompts: Sequence[str], question: Question) -> np.ndarray:
+        """(n, 2) float64: P(yes) and P(no) per image, as ``actors.interfaces.Judge.ask``."""
+        ...
 
     async def reflect(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]: ...
 
@@ -87,12 +89,13 @@ class BatchedJudgeClient:
         return list(await self._run_batch(str(key), images, prompts))
 
     async def _run_batch(self, key: str, images: list[Any], prompts: list[str]) -> Sequence[Any]:
-        """P(yes) per image for a question key, or reflections for ``reflect``."""
+        """A (P(yes), P(no)) row per image for a question key, or reflections for ``reflect``."""
         raise NotImplementedError
 
     async def ask(self, images: Sequence[Any], prompts: Sequence[str], question: Question) -> np.ndarray:
         pairs = list(zip(images, prompts, strict=True))
-        return np.asarray(await self._batcher.submit(question, pairs), dtype=np.float64)
+        rows = await self._batcher.submit(question, pairs)
+        return np.asarray(rows, dtype=np.float64).reshape(len(rows), 2)
 
     async def reflect(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
         return await self._batcher.submit("reflect", list(zip(images, prompts, strict=True)))

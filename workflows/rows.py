@@ -176,6 +176,7 @@ def _step_row(run_id: str, task: SearchTask, trace: TraceRow, thumbnail: int | N
         "step": trace.step,
         "question": trace.question,
         "p_yes": float(trace.p_yes),
+        "p_no": None if trace.p_no is None else float(trace.p_no),
         "decision": bool(trace.decision),
         "preview": preview,
         "elapsed_ms": trace.elapsed_ms,

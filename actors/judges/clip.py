@@ -6,10 +6,11 @@ scale as slope (100 for ``openai/clip-vit-large-patch14``):
 
     P(yes) = sigmoid(logit_scale * (cos(image, prompt) - center))
 
-So P(yes) = 0.5 exactly at ``cos == center`` and the threshold decision rule means "similar
-enough". The mapping is monotone, so best-of-N rankings equal those of the raw CLIP score.
-CLIP has no notion of a half-finished image being clear or promising, and cannot write, so
-``clarity``/``potential`` and ``reflect`` are refused rather than approximated.
+and P(no) = 1 - P(yes), as CLIP has no third answer. So P(yes) = 0.5 exactly at
+``cos == center`` and the threshold decision rule means "similar enough". The mapping is
+monotone, so best-of-N rankings equal those of the raw CLIP score. CLIP has no notion of a
+half-finished image being clear or promising, and cannot write, so ``clarity``/``potential``
+and ``reflect`` are refused rather than approximated.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from transformers import AutoTokenizer, CLIPModel
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from actors.interfaces import Question
+from actors.interfaces import Question, yes_no
 from actors.judges.common import parse_options, place
 from actors.judges.llava import check_batch
 from schemas.config import JudgeSpec
@@ -73,9 +74,10 @@ class ClipJudge:
                 f"{question!r} needs a trained judge (kind llava)"
             )
         if not images:
-            return np.zeros(0, dtype=np.float64)
+            return np.zeros((0, 2), dtype=np.float64)
         cos = self.similarity(images, prompts)
-        return torch.sigmoid(self.logit_scale * (cos - self.options.center)).cpu().double().numpy()
+        p_yes = torch.sigmoid(self.logit_scale * (cos - self.options.center)).cpu().double().numpy()
+        return yes_no(p_yes)
 
     def reflect(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[str]:
         raise NotImplementedError("judge clip cannot write reflections; use a judge of kind llava for PARM++")

@@ -1,8 +1,9 @@
 """The LLaVA-OneVision judge (ORM, PRM and PARM checkpoints; PARM++ reflections).
 
-A score is the full-vocabulary softmax probability of the token ``yes`` at the first answer
-position, read from ONE forward pass over the whole left-padded batch: no sampling loop, so a
-score is deterministic and a batch costs one model call however many questions it holds.
+A score is the pair of full-vocabulary softmax probabilities of the tokens ``yes`` and ``no``
+at the first answer position (they need not sum to one), read from ONE forward pass over
+the whole left-padded batch: no sampling loop, so a score is deterministic and a batch costs
+one model call however many questions it holds.
 Whether a score counts as yes is decided elsewhere (``workflows.search.decision``).
 """
 
@@ -95,9 +96,9 @@ class LlavaJudge:
 
     def ask(self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question) -> np.ndarray:
         if not images:
-            return np.zeros(0, dtype=np.float64)
-        logits = self.answer_logits(images, prompts, question)
-        return torch.softmax(logits, dim=-1)[:, self.yes_id].cpu().double().numpy()
+            return np.zeros((0, 2), dtype=np.float64)
+        probs = torch.softmax(self.answer_logits(images, prompts, question), dim=-1)
+        return probs[:, [self.yes_id, self.no_id]].cpu().double().numpy()
 
     def reflect(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[str]:
         """Greedy, length-bounded explanations of what each image gets wrong, one batch."""

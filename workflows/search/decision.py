@@ -1,8 +1,11 @@
-"""Turning a judge's P(yes) into a yes/no decision.
+"""Turning a judge's answer probabilities into a yes/no decision.
 
 ``threshold`` (the default) is deterministic: yes when P(yes) >= threshold. ``sample`` is
-what the paper's reference code does: draw the first answer token at temperature 1, i.e. yes
-with probability P(yes). The draw is keyed by the judged path's coordinates rather than
+what the paper's reference code does: draw the first answer token at temperature 1. For
+``clarity`` that code counts any answer but ``no`` as clear, so clear comes with probability
+1 - P(no) (a full-vocabulary softmax leaves mass on other tokens, so this is more than
+P(yes)); every other question is yes only when the answer is ``yes``, probability P(yes).
+The draw is keyed by the judged path's coordinates rather than
 taken from a shared stream, so a decision does not depend on the order in which concurrent
 searches happened to be judged, and a retried prompt decides the same way.
 """
@@ -23,11 +26,30 @@ class Decider:
     seed: int = 0
 
     def __call__(
-        self, p_yes: float, *, prompt_id: str, path: int, step: int, question: str, round: int = 0
+        self,
+        p_yes: float,
+        p_no: float | None = None,
+        *,
+        prompt_id: str,
+        path: int,
+        step: int,
+        question: str,
+        round: int = 0,
     ) -> bool:
+        """``p_no`` is read only by ``sample`` on ``clarity``; it is refused missing there."""
         if self.rule == "threshold":
             return p_yes >= self.threshold
         if self.rule == "sample":
-            key = stream_seed(self.seed, path, step, salt=f"{prompt_id}/{question}/{round}")
-            return bool(np.random.default_rng(key).random() < p_yes)
+            draw = self.uniform(prompt_id=prompt_id, path=path, step=step, question=question, round=round)
+            if question != "clarity":
+                return bool(draw < p_yes)
+            if p_no is None:
+                raise ValueError("decision rule 'sample': a clarity decision needs the judge's P(no)")
+            return bool(draw >= p_no)
         raise ValueError(f"unknown decision rule {self.rule!r}")
+
+    def uniform(self, *, prompt_id: str, path: int, step: int, question: str, round: int = 0) -> float:
+        """The keyed uniform draw behind a ``sample`` decision: below P(yes) is yes, below P(no)
+        (clarity) is no."""
+        key = stream_seed(self.seed, path, step, salt=f"{prompt_id}/{question}/{round}")
+        return float(np.random.default_rng(key).random())

@@ -9,11 +9,13 @@ differs (that is what ``bench/search_cost.py`` compares). The survivors' final i
 ranked by outcome P(yes) and the best is selected (best-of-N').
 
 Clarity is asked at the last step too, as the paper's code does: a path still not clear
-there is not hopeful (it never showed enough to judge its potential) and ranks last for the
-fallback. If no path survives, the one with the highest potential P(yes) is selected (the
-paper ranks by the lowest P(no); the two agree when the judge's answer mass is on yes/no);
-a stopped one is first run to its end, and its steps are taken back out of ``steps_saved``
-and the path out of ``paths_pruned``, because that compute was spent after all.
+there is not hopeful (it never showed enough to judge its potential). If no path survives,
+the one with the lowest P(no) at its potential judgment is selected, as in the paper's code;
+a path whose potential was never asked counts as P(no) = 1 (worst) and ties go to the lowest
+path index. P(no) rather than the highest P(yes), because a full-vocabulary softmax leaves
+mass on other tokens, so the two orders can differ. A stopped fallback is first run to its
+end, and its steps are taken back out of ``steps_saved`` and the path out of
+``paths_pruned``, because that compute was spent after all.
 
 All paths move in lockstep; undecided paths ask for previews, decided ones do not.
 """
@@ -37,6 +39,8 @@ class _Path:
     preview: Any = None
     clarity_step: int | None = None
     potential: float | None = None
+    potential_no: float | None = None
+    """P(no) of the potential judgment: what the fallback ranks by."""
     hopeful: bool = True
     stopped: bool = False
     finished: Finished | None = None
@@ -89,6 +93,7 @@ async def _judge_clarity_and_potential(ctx: SearchContext, undecided: list[_Path
     verdicts = await ctx.ask([p.preview for p in clear], [p.state for p in clear], "potential")
     for path, verdict in zip(clear, verdicts, strict=True):
         path.clarity_step, path.potential, path.hopeful = step, verdict.p_yes, verdict.yes
+        path.potential_no = verdict.p_no
         if not verdict.yes and ctx.cfg.prune:
             path.stopped = True
             ctx.cost.paths_pruned += 1
@@ -98,16 +103,13 @@ async def _judge_clarity_and_potential(ctx: SearchContext, undecided: list[_Path
 async def _best_of_n_prime(ctx: SearchContext, paths: list[_Path]) -> list[Candidate]:
     survivors = [p for p in paths if p.hopeful]
     if not survivors:
-        fallback = max(paths, key=lambda p: (p.potential or 0.0, -p.state.path_index))
+        fallback = min(paths, key=lambda p: (_fallback_p_no(p), p.state.path_index))
         if fallback.stopped:
             ctx.cost.paths_pruned -= 1
             ctx.cost.steps_saved -= ctx.num_steps - fallback.state.step
             fallback.stopped = False
         survivors = [fallback]
-    complete = [p for p in paths if not p.stopped]
-    states, finished = await ctx.run_to_end([p.state for p in complete])
-    for path, state, done in zip(complete, states, finished, strict=True):
-        path.state, path.finished = state, done
+    await _run_to_end(ctx, [p for p in paths if not p.stopped])
     verdicts = await ctx.ask([p.finished.image for p in survivors], [p.state for p in survivors], "outcome")
     for path, verdict in zip(survivors, verdicts, strict=True):
         path.outcome = verdict.p_yes
@@ -115,6 +117,23 @@ async def _best_of_n_prime(ctx: SearchContext, paths: list[_Path]) -> list[Candi
     ranked = [c for c in candidates if c.outcome is not None]
     rank(ranked, [c.outcome for c in ranked])
     return candidates
+
+
+async def _run_to_end(ctx: SearchContext, paths: list[_Path]) -> None:
+    """Decode every path, each step group in lockstep: a revived fallback is still at the step
+    it stopped at while the paths that ran on (never clear, or ``prune`` off) are at the end."""
+    groups: dict[int, list[_Path]] = {}
+    for path in paths:
+        groups.setdefault(path.state.step, []).append(path)
+    ends = await asyncio.gather(*(ctx.run_to_end([p.state for p in group]) for group in groups.values()))
+    for group, (states, finished) in zip(groups.values(), ends, strict=True):
+        for path, state, done in zip(group, states, finished, strict=True):
+            path.state, path.finished = state, done
+
+
+def _fallback_p_no(path: _Path) -> float:
+    """A path never judged clear was never asked about potential: it counts as the worst P(no)."""
+    return 1.0 if path.potential_no is None else path.potential_no
 
 
 def _candidate(ctx: SearchContext, path: _Path) -> Candidate:

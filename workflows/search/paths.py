@@ -25,6 +25,7 @@ from workflows.search.types import Candidate, Cost, SearchResult, SearchTask, Tr
 @dataclass(frozen=True)
 class Verdict:
     p_yes: float
+    p_no: float
     yes: bool
 
 
@@ -104,22 +105,26 @@ class SearchContext:
         if not states:
             return []
         began = time.perf_counter()
-        p_yes = await self._judge().ask(images, [self.task.prompt] * len(states), question)
+        answers = await self._judge().ask(images, [self.task.prompt] * len(states), question)
         elapsed_ms = (time.perf_counter() - began) * 1000.0
         self.cost.judge_calls += len(states)
         verdicts = []
-        for image, state, p in zip(images, states, p_yes, strict=True):
-            yes = self.decide(float(p), state.path_index, state.step, question, round)
-            verdicts.append(Verdict(float(p), yes))
+        for image, state, (p_yes, p_no) in zip(images, states, answers.tolist(), strict=True):
+            yes = self.decide(p_yes, state.path_index, state.step, question, round, p_no=p_no)
+            verdicts.append(Verdict(p_yes, p_no, yes))
             preview = image if self.cfg.previews_in_steps else None
             self.trace.append(
-                TraceRow(state.path_index, state.step, question, float(p), yes, round, preview, elapsed_ms)
+                TraceRow(
+                    state.path_index, state.step, question, p_yes, yes, round, preview, elapsed_ms, p_no=p_no
+                )
             )
         return verdicts
 
-    def decide(self, p_yes: float, path: int, step: int, question: str, round: int = 0) -> bool:
+    def decide(
+        self, p_yes: float, path: int, step: int, question: str, round: int = 0, p_no: float | None = None
+    ) -> bool:
         return self.decider(
-            p_yes, prompt_id=self.task.prompt_id, path=path, step=step, question=question, round=round
+            p_yes, p_no, prompt_id=self.task.prompt_id, path=path, step=step, question=question, round=round
         )
 
     async def reflect(self, images: Sequence[Any]) -> list[str]:

@@ -48,6 +48,7 @@ class TraceRow:
     round: int = 0
     preview: Any | None = None
     elapsed_ms: float = 0.0
+    p_no: float | None = None
 
 
 @dataclass
