@@ -166,9 +166,17 @@ def test_a_judge_client_survives_a_replica_killed_for_good(ray_cluster: None) ->
     expected = ToyJudge().ask(images, ["x"], "outcome")
 
     def kill(actor: ray.actor.ActorHandle) -> None:
+        """Dead for good before the client calls it (ray.kill is asynchronous: a call sent at
+        once may still be served)."""
         ray.kill(actor, no_restart=True)
-        with pytest.raises(ActorDiedError):  # dead for good before the client calls it
-            ray.get(actor.info.remote(), timeout=60)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ray.get(actor.info.remote(), timeout=60)
+            except ActorDiedError:
+                return
+            assert time.monotonic() < deadline, "the killed replica kept answering"
+            time.sleep(0.1)
 
     async def ask_many() -> list[np.ndarray]:
         return await asyncio.gather(*(client.ask(images, ["x"], "outcome") for _ in range(4)))
