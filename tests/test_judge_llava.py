@@ -13,8 +13,9 @@ from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGener
 
 from actors.interfaces import QUESTIONS
 from actors.judges.chat import render_chat
+from actors.judges.inputs import model_inputs, single_view_features
 from actors.judges.llava import LlavaJudge, answer_token_id, load_llava_judge
-from actors.judges.processor import LlavaImageProcessor
+from actors.judges.processor import LAYOUTS, LlavaImageProcessor
 from actors.judges.questions import ASKABLE, BUILTIN_QUESTIONS, load_questions
 from actors.judges.tiny import train_tiny_bpe
 from actors.loading import resolve_checkpoint
@@ -33,9 +34,19 @@ PROMPTS = [
 ]
 
 
+@pytest.fixture(scope="module", params=LAYOUTS)
+def judge(request) -> LlavaJudge:
+    return load_llava_judge(
+        JudgeSpec(kind="llava", checkpoint="tiny:llava", options={"image_layout": request.param})
+    )
+
+
 @pytest.fixture(scope="module")
-def judge() -> LlavaJudge:
-    return load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava"))
+def pad_judge() -> LlavaJudge:
+    """The default judge: the paper's "pad" layout."""
+    judge = load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava"))
+    assert judge.processor.layout == "pad" and judge.identity == "llava(tiny:llava, layout=pad)"
+    return judge
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +57,10 @@ def images() -> list[np.ndarray]:
 
 def direct_answers(judge: LlavaJudge, image: np.ndarray, prompt: str, question: str) -> list[float]:
     """P(yes) and P(no) for one image straight from the model's full logits, no padding, no
-    shortcuts."""
-    inputs = judge.processor([render_chat(judge.questions[question], prompt)], [image])
+    shortcuts (under "pad", from the same inputs_embeds the judge builds)."""
+    inputs = model_inputs(
+        judge.model, judge.processor, [render_chat(judge.questions[question], prompt)], [image]
+    )
     with torch.no_grad():
         logits = judge.model(**inputs).logits[0, -1].double()
     probs = torch.softmax(logits, -1)
@@ -119,6 +132,55 @@ def test_one_forward_pass_per_batch(judge, images, monkeypatch):
     assert len(calls) == 1
 
 
+def test_pad_layout_image_tokens_equal_the_single_view_feature_count(pad_judge, images):
+    """One view of (image_size / patch_size)**2 patch features plus the newline, per image, and
+    the text holds exactly that many image tokens for every image of a batch."""
+    vision = pad_judge.model.config.vision_config
+    count = (vision.image_size // vision.patch_size) ** 2 + 1
+    texts = [render_chat(pad_judge.questions["outcome"], p) for p in PROMPTS]
+    encoded = pad_judge.processor(texts, images)
+    assert encoded["pixel_values"].shape == (len(images), 3, vision.image_size, vision.image_size)
+    with torch.no_grad():
+        features = single_view_features(pad_judge.model, encoded["pixel_values"])
+    assert features.shape[:2] == (len(images), count)
+    image_id = pad_judge.model.config.image_token_id
+    assert (encoded["input_ids"] == image_id).sum(1).tolist() == [count] * len(images)
+    assert [pad_judge.processor.num_image_tokens(h, w) for h, w in SIZES] == [count] * len(SIZES)
+    # the newline embedding closes every image's features
+    newline = pad_judge.model.model.image_newline
+    assert all(torch.equal(f[-1], newline) for f in features)
+
+
+def test_pad_layout_pads_a_non_square_image_with_the_mean_colour(pad_judge):
+    processor = pad_judge.processor
+    mean = processor.image_processor.image_mean
+    colour = [int(m * 255) for m in mean]
+    image = np.random.default_rng(3).integers(0, 256, (12, 30, 3), dtype=np.uint8)
+    by_hand = np.empty((30, 30, 3), dtype=np.uint8)
+    by_hand[:] = colour
+    by_hand[9:21] = image  # (30 - 12) // 2 = 9 rows above, 9 below
+    tall = np.ascontiguousarray(image.transpose(1, 0, 2))
+    tall_by_hand = np.ascontiguousarray(by_hand.transpose(1, 0, 2))
+    tile = pad_judge.model.config.vision_config.image_size
+    got = processor.square_views([image, tall])
+    reference = torch.stack(
+        [
+            processor.image_processor([square], return_tensors="pt")["pixel_values"][0, 0]
+            for square in (by_hand, tall_by_hand)
+        ]
+    )
+    assert got.shape == (2, 3, tile, tile)
+    torch.testing.assert_close(got, reference)
+    # the padding is the mean colour, which normalises to (about) zero at the tile's border
+    assert got[0, :, 0, :].abs().max() < 0.01 and got[1, :, :, 0].abs().max() < 0.01
+    assert got[:, :, tile // 2].abs().mean() > 0.1  # and the image itself is there
+
+
+def test_an_unknown_image_layout_fails_clearly():
+    with pytest.raises(ValueError, match=r"image_layout must be one of \('anyres', 'pad'\), got 'tiles'"):
+        load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava", options={"image_layout": "tiles"}))
+
+
 def expected_chat(turns: list[tuple[str, str]], prompt: str) -> str:
     text = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
     for role, body in turns:
@@ -155,7 +217,7 @@ def test_image_token_count_equals_the_model_feature_count():
     for aspect in ("anyres_max_9", "anyres_max_1"):
         config = LlavaOnevisionConfig.from_pretrained(path, vision_aspect_ratio=aspect)
         model = LlavaOnevisionForConditionalGeneration(config).eval()
-        processor = LlavaImageProcessor.from_pretrained(path, config)
+        processor = LlavaImageProcessor.from_pretrained(path, config, "anyres")
         rng = np.random.default_rng(0)
         imgs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in SIZES]
         pixels = processor.image_processor(imgs, return_tensors="pt")
@@ -195,15 +257,20 @@ def test_a_tokenizer_without_single_token_yes_fails_clearly(tmp_path: Path):
         load_llava_judge(JudgeSpec(kind="llava", checkpoint=str(broken)))
 
 
-def test_reflect_is_batched_greedy_and_bounded(images, monkeypatch):
-    judge = load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava", options={"max_new_tokens": 4}))
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_reflect_is_batched_greedy_and_bounded(images, monkeypatch, layout):
+    options = {"max_new_tokens": 4, "image_layout": layout}
+    judge = load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava", options=options))
     lengths = []
     original = judge.model.generate
-    monkeypatch.setattr(
-        judge.model,
-        "generate",
-        lambda **k: (out := original(**k), lengths.append(out.shape[1] - k["input_ids"].shape[1]))[0],
-    )
+
+    def generate(**kwargs):
+        out = original(**kwargs)
+        # from embeddings alone, the output holds only the new tokens
+        lengths.append(out.shape[1] - kwargs["input_ids"].shape[1] if "input_ids" in kwargs else out.shape[1])
+        return out
+
+    monkeypatch.setattr(judge.model, "generate", generate)
     texts = judge.reflect(images[:3], PROMPTS[:3])
     assert len(lengths) == 1 and lengths[0] <= 4
     assert len(texts) == 3 and all(isinstance(t, str) for t in texts)

@@ -23,7 +23,8 @@ def assert_complete(samples: list[dict]) -> None:
     assert sorted({r["prompt"] for r in samples}) == sorted(SMOKE_PROMPTS)
     assert len(samples) == len(SMOKE_PROMPTS) * PER_PROMPT
     assert all(
-        r["generator"].startswith("showo(tiny:showo") and r["judge"] == "llava:tiny:llava" for r in samples
+        r["generator"].startswith("showo(tiny:showo") and r["judge"] == "llava(tiny:llava, layout=pad)"
+        for r in samples
     )
     assert all(r["image"]["bytes"].startswith(b"\x89PNG") for r in samples)
     assert sum(r["selected"] for r in samples) == len(SMOKE_PROMPTS)  # PARM picks one per search

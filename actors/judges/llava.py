@@ -19,6 +19,7 @@ from transformers import LlavaOnevisionForConditionalGeneration
 from actors.interfaces import Question
 from actors.judges.chat import render_chat
 from actors.judges.common import parse_options, place
+from actors.judges.inputs import model_inputs
 from actors.judges.processor import LlavaImageProcessor
 from actors.judges.questions import ASKABLE, NAMES, Conversation, load_questions
 from schemas.config import JudgeSpec
@@ -28,6 +29,10 @@ from schemas.config import JudgeSpec
 class LlavaOptions:
     max_new_tokens: int = 64
     """Longest reflection, in tokens: bounds the cost of a PARM++ round."""
+    image_layout: str = "pad"
+    """How an image becomes features: "pad" (one padded square view, 730 tokens at 384 px) is
+    how the paper's selector scored; "anyres" (base view plus tiles) is how the judges were
+    trained. See ``actors.judges.processor``."""
 
 
 def answer_token_id(tokenizer, word: str) -> int:
@@ -77,9 +82,7 @@ class LlavaJudge:
     ) -> dict[str, torch.Tensor]:
         check_batch(images, prompts)
         texts = [render_chat(self.questions[name], prompt) for prompt in prompts]
-        inputs = self.processor(texts, images)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        return {key: value.to(self.model.device) for key, value in inputs.items()}
+        return model_inputs(self.model, self.processor, texts, images)
 
     def answer_logits(
         self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question
@@ -113,7 +116,8 @@ class LlavaJudge:
                 eos_token_id=self.end_id,
                 pad_token_id=self.processor.tokenizer.pad_token_id,
             )
-        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        # from embeddings alone, generate returns only the new tokens
+        new_tokens = out[:, inputs["input_ids"].shape[1] :] if "input_ids" in inputs else out
         return [
             text.strip()
             for text in self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -127,5 +131,6 @@ def load_llava_judge(spec: JudgeSpec) -> LlavaJudge:
         where.path, dtype=where.dtype, use_safetensors=not spec.trust_pickle
     )
     model.to(where.device).eval()
-    processor = LlavaImageProcessor.from_pretrained(where.path, model.config)
-    return LlavaJudge(model, processor, load_questions(spec.questions), f"llava:{spec.checkpoint}", options)
+    processor = LlavaImageProcessor.from_pretrained(where.path, model.config, options.image_layout)
+    identity = f"llava({spec.checkpoint}, layout={options.image_layout})"
+    return LlavaJudge(model, processor, load_questions(spec.questions), identity, options)

@@ -27,7 +27,8 @@ from transformers.models.llava_onevision.image_processing_pil_llava_onevision im
 )
 
 from actors.judges.chat import render_chat
-from actors.judges.processor import LlavaImageProcessor
+from actors.judges.inputs import model_inputs
+from actors.judges.processor import LAYOUTS, LlavaImageProcessor
 from actors.judges.questions import ASKABLE, BUILTIN_QUESTIONS, load_questions
 
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
@@ -104,7 +105,8 @@ def build_tiny_llava(path: Path) -> None:
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
     )
-    calibrate_yes_no(model, LlavaImageProcessor(image_processor, tokenizer, config))
+    processors = [LlavaImageProcessor(image_processor, tokenizer, config, layout) for layout in LAYOUTS]
+    calibrate_yes_no(model, processors)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     image_processor.save_pretrained(path)
@@ -126,19 +128,22 @@ def calibration_images(count: int) -> list[np.ndarray]:
 
 
 def answer_hidden_states(
-    model: LlavaOnevisionForConditionalGeneration, processor: LlavaImageProcessor, question: str
+    model: LlavaOnevisionForConditionalGeneration, processors: list[LlavaImageProcessor], question: str
 ) -> torch.Tensor:
-    """The lm_head inputs at the first answer position, one row per calibration image and prompt."""
+    """The lm_head inputs at the first answer position, one row per calibration image, prompt
+    and image layout."""
     captured: list[torch.Tensor] = []
     images = calibration_images(48)
     hook = model.lm_head.register_forward_hook(lambda _m, args, _o: captured.append(args[0][:, -1]))
     conversation = load_questions()[question]
     try:
         with torch.no_grad():
-            for prompt in ("a photo of a cat", "two red apples", "a blue car left of a dog"):
-                for side in (TILE // 2, TILE):  # one size per batch: no padding, no position shift
-                    batch = [image for image in images if image.shape[0] == side]
-                    model(**processor([render_chat(conversation, prompt)] * len(batch), batch))
+            for processor in processors:
+                for prompt in ("a photo of a cat", "two red apples", "a blue car left of a dog"):
+                    for side in (TILE // 2, TILE):  # one size per batch: no padding, no position shift
+                        batch = [image for image in images if image.shape[0] == side]
+                        texts = [render_chat(conversation, prompt)] * len(batch)
+                        model(**model_inputs(model, processor, texts, batch))
     finally:
         hook.remove()
     return torch.cat(captured)
@@ -150,20 +155,23 @@ clear previews, and leans to no, so some clear paths are judged hopeless and get
 
 
 def calibrate_yes_no(
-    model: LlavaOnevisionForConditionalGeneration, processor: LlavaImageProcessor, spread: float = 2.5
+    model: LlavaOnevisionForConditionalGeneration,
+    processors: list[LlavaImageProcessor],
+    spread: float = 2.5,
 ) -> None:
     """Rewrite the ``yes`` and ``no`` rows of the random lm_head so the tiny judge answers like a
     trained one: nearly all mass on those two tokens, split differently for different images.
 
     A random head spreads the answer over the whole vocabulary (P(yes) about 1/vocab for every
     image), so every PARM search would fall back and nothing would be pruned. From the answer
-    states of seeded calibration renders of every question, both rows get a shared component
-    along the mean state that lifts them far above every other logit. Their difference is the
+    states of seeded calibration renders of every question in both image layouts (so either
+    ``image_layout`` judges like a trained model), both rows get a shared component along the
+    mean state that lifts them far above every other logit. Their difference is the
     direction in which images vary most within a question, orthogonal to every question's
     mean state and scaled so yes - no has standard deviation ``spread``, plus a part in the span
     of those means that sets each question's average to its ``LEANING``: the image decides.
     """
-    states = [answer_hidden_states(model, processor, question) for question in ASKABLE]
+    states = [answer_hidden_states(model, processors, question) for question in ASKABLE]
     means = torch.stack([s.mean(0) for s in states])
     basis, _ = torch.linalg.qr(means.T)
     residual = torch.cat([s - s.mean(0) for s in states])
@@ -180,7 +188,7 @@ def calibrate_yes_no(
     head = model.lm_head.weight.data
     highest_other = (all_states @ head.T).max()
     scale = (highest_other + (all_states @ difference).abs().max() + np.log(head.shape[0]) + 6) / lift.min()
-    yes, no = (processor.tokenizer.convert_tokens_to_ids(word) for word in ("yes", "no"))
+    yes, no = (processors[0].tokenizer.convert_tokens_to_ids(word) for word in ("yes", "no"))
     head[yes] = scale * shared + difference / 2
     head[no] = scale * shared - difference / 2
 
