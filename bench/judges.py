@@ -42,7 +42,7 @@ from actors.loading import resolve_checkpoint
 from schemas.config import JudgeSpec
 
 
-def realistic_llava(device: torch.device) -> LlavaJudge:
+def realistic_llava(device: torch.device, layout: str) -> LlavaJudge:
     tokenizer = tiny_qwen_tokenizer()  # ids only index the embedding table; its size does not matter
     config = LlavaOnevisionConfig(
         text_config={
@@ -66,8 +66,9 @@ def realistic_llava(device: torch.device) -> LlavaJudge:
         image_mean=[0.5] * 3,
         image_std=[0.5] * 3,
     )
-    processor = LlavaImageProcessor(image_processor, tokenizer, config)
-    return LlavaJudge(model, processor, load_questions(), "llava:realistic-random", LlavaOptions())
+    processor = LlavaImageProcessor(image_processor, tokenizer, config, layout)
+    options = LlavaOptions(image_layout=layout)
+    return LlavaJudge(model, processor, load_questions(), f"llava:realistic-random:{layout}", options)
 
 
 def realistic_clip(device: torch.device) -> ClipJudge:
@@ -98,14 +99,19 @@ def realistic_clip(device: torch.device) -> ClipJudge:
     return ClipJudge(model, image_processor, tokenizer, "clip:realistic-random", ClipOptions())
 
 
-def judges(size: str) -> tuple[dict[str, Judge], int]:
+def judges(size: str, layouts: list[str]) -> tuple[dict[str, Judge], int]:
+    """Each LLaVA image layout as its own row group (the token count per image differs 2x)."""
     if size == "tiny":
-        return {
-            "llava": load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava")),
-            "clip": load_clip_judge(JudgeSpec(kind="clip", checkpoint="tiny:clip")),
-        }, 64
+        llavas = {
+            f"llava-{layout}": load_llava_judge(
+                JudgeSpec(kind="llava", checkpoint="tiny:llava", options={"image_layout": layout})
+            )
+            for layout in layouts
+        }
+        return {**llavas, "clip": load_clip_judge(JudgeSpec(kind="clip", checkpoint="tiny:clip"))}, 64
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return {"llava": realistic_llava(device), "clip": realistic_clip(device)}, 256
+    llavas = {f"llava-{layout}": realistic_llava(device, layout) for layout in layouts}
+    return {**llavas, "clip": realistic_clip(device)}, 256
 
 
 def measure(run: Callable[[int], object], batches: list[int], rounds: int) -> dict[int, float]:
@@ -126,9 +132,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--rounds", type=int, default=3, help="best of this many runs per batch size")
+    parser.add_argument("--layouts", nargs="+", default=["pad", "anyres"], choices=["pad", "anyres"])
     args = parser.parse_args()
 
-    models, side = judges(args.size)
+    models, side = judges(args.size, args.layouts)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for _ in range(args.images)]
     prompts = [f"a photo of {i} red cats" for i in range(args.images)]
