@@ -65,7 +65,6 @@ class ShowoGenerator:
         self.image_size = self.grid.pixels
         self.identity = identity
         self.device = model.showo.lm_head.weight.device
-        self.forward_passes = 0
 
     # -- interface ---------------------------------------------------------------------------
     def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
@@ -157,7 +156,6 @@ class ShowoGenerator:
         text_len = self.options.max_text_len + 1
         allowed = omni_attention(torch.tensor(pads, device=self.device), text_len, input_ids.shape[1])
         logits = self.model(input_ids, allowed, logits_from=text_len + 1)[:, : self.num_tokens]
-        self.forward_passes += 1
         codes = slice(self.ids.image_offset, self.ids.image_offset + self.config.codebook_size)
         logits = logits[..., codes].float()
         if guided:

@@ -201,7 +201,3 @@ class Magvit2(nn.Module):
         """(B, side*side) codes -> (B, 3, H, W) pixels in [-1, 1] (not clamped)."""
         latents = self.quantize.codes_to_latents(codes, side).to(self.decoder.conv_in.weight.dtype)
         return self.decoder(latents)
-
-    def encode_codes(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) pixels in [-1, 1] -> (B, H*W/downsample**2) codes."""
-        return self.quantize.latents_to_codes(self.encoder(pixels))
