@@ -233,7 +233,9 @@ def test_lookup_free_codes_round_trip() -> None:
 # -- published key names ----------------------------------------------------------------------
 
 
-def public_showo_keys(layers: int, vocab: int, hidden: int, inner: int) -> dict[str, tuple[int, ...]]:
+def public_showo_keys(
+    layers: int, vocab: int, hidden: int, inner: int, head_dim: int
+) -> dict[str, tuple[int, ...]]:
     """Key names and shapes of ``showlab/show-o`` (Phi under ``showo.``), written out from the
     reference module tree independently of the code under test."""
     keys: dict[str, tuple[int, ...]] = {"showo.model.embed_tokens.weight": (vocab, hidden)}
@@ -245,6 +247,8 @@ def public_showo_keys(layers: int, vocab: int, hidden: int, inner: int) -> dict[
         keys |= {f"{p}mlp.fc1.weight": (inner, hidden), f"{p}mlp.fc1.bias": (inner,)}
         keys |= {f"{p}mlp.fc2.weight": (hidden, inner), f"{p}mlp.fc2.bias": (hidden,)}
         keys |= {f"{p}input_layernorm.weight": (hidden,), f"{p}input_layernorm.bias": (hidden,)}
+        for norm in ("q_layernorm", "k_layernorm"):
+            keys |= {f"{p}self_attn.{norm}.weight": (head_dim,), f"{p}self_attn.{norm}.bias": (head_dim,)}
     keys |= {"showo.model.final_layernorm.weight": (hidden,), "showo.model.final_layernorm.bias": (hidden,)}
     keys |= {"showo.lm_head.weight": (vocab, hidden), "showo.lm_head.bias": (vocab,)}
     return keys
@@ -327,7 +331,7 @@ def test_published_sizes_have_the_published_key_names() -> None:
     assert config.vocab_size == 58498
     with torch.device("meta"):
         showo, vq = ShowoTransformer(config, PhiConfig()), Magvit2(MagvitConfig())
-    assert shapes(showo) == public_showo_keys(24, 58498, 2048, 8192)
+    assert shapes(showo) == public_showo_keys(24, 58498, 2048, 8192, 64)
     magvit = public_magvit_keys(MagvitConfig())
     assert shapes(vq) == magvit
     for name in (
@@ -338,7 +342,7 @@ def test_published_sizes_have_the_published_key_names() -> None:
         "decoder.up.3.block.0.nin_shortcut.weight",
         "quantize.power_vals",
     ):
-        assert name in magvit or name in public_showo_keys(24, 58498, 2048, 8192), name
+        assert name in magvit or name in public_showo_keys(24, 58498, 2048, 8192, 64), name
     assert not any(".attn.0." in k for k in magvit)  # attention only in the middle at 256 px
 
 
@@ -346,7 +350,7 @@ def test_tiny_tree_from_public_names_loads_strictly(tmp_path: Path) -> None:
     cfg, config = tiny_magvit(), showo_config(64, 6, num_vq_tokens=16)
     phi = PhiConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
     for module, keys in (
-        (ShowoTransformer(config, phi), public_showo_keys(2, config.vocab_size, 32, 64)),
+        (ShowoTransformer(config, phi), public_showo_keys(2, config.vocab_size, 32, 64, 8)),
         (Magvit2(cfg), public_magvit_keys(cfg)),
     ):
         state = {k: torch.randn(shape) for k, shape in keys.items()}

@@ -19,9 +19,12 @@ from actors.showo.config import ShowoConfig
 
 
 def phi_config_for(config: ShowoConfig, llm: PhiConfig) -> PhiConfig:
-    """The backbone's config with the extended vocabulary (the reference resizes the embeddings)."""
+    """The backbone's config with the extended vocabulary (the reference resizes the embeddings)
+    and QK-norm: a LayerNorm over each head's dims on queries and keys, before RoPE, whatever
+    the Phi config says (``microsoft/phi-1_5`` ships ``qk_layernorm: false``)."""
     merged = copy.deepcopy(llm)
     merged.vocab_size = config.vocab_size
+    merged.qk_layernorm = True  # Show-o's own Phi copy forces it; the public checkpoints carry the norms
     merged._attn_implementation = "sdpa"
     return merged
 
