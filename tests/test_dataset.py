@@ -11,8 +11,8 @@ from PIL import Image
 from test_writer import crash_before_commit_record, image_of, rows_for
 
 from schemas.tables import ERRORS, PAIRS, SAMPLES, STEPS
-from workflows.dataset import committed_files, load_dataset, read_table
-from workflows.writer import ShardWriter
+from workflows.output.dataset import committed_files, load_dataset, read_table
+from workflows.output.writer import ShardWriter
 
 ORPHAN = "samples/part-w-1-00001.parquet"
 COMMITTED = ["samples/part-w-00000.parquet", "samples/part-w-00001.parquet", "samples/part-w-1-00000.parquet"]

@@ -22,9 +22,9 @@ from actors.rng import stream_seed
 from actors.toy import ToyGenerator, ToyJudge
 from schemas.config import SearchConfig
 from schemas.prompts import PromptRecord
-from workflows.clients import LocalGeneratorClient, LocalJudgeClient
 from workflows.search import STRATEGIES, run_search, tasks_for
 from workflows.search.types import SearchResult, SearchTask
+from workflows.serving.clients import LocalGeneratorClient, LocalJudgeClient
 
 TASK = SearchTask("p0", "a red cube", image_index=0, seed=1234)
 

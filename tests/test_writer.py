@@ -17,9 +17,9 @@ from PIL import Image
 
 from schemas.prompts import BadRow, PromptRecord
 from schemas.tables import ERRORS, SAMPLES, STEPS
-from workflows.rows import PromptRows, input_error_row, prompt_error_row, prompt_rows
+from workflows.output.rows import PromptRows, input_error_row, prompt_error_row, prompt_rows
+from workflows.output.writer import ShardWriter
 from workflows.search.types import Candidate, Cost, SearchResult, SearchTask, TraceRow
-from workflows.writer import ShardWriter
 
 TABLES = {"samples": SAMPLES, "steps": STEPS, "errors": ERRORS}
 

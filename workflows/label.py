@@ -32,12 +32,12 @@ import yaml
 from schemas.config import JobConfig, load_config, parse_overrides
 from schemas.errors import ConfigError, InputError
 from schemas.prompts import BadRow, PromptRecord, read_prompts
-from workflows.backends import Backend, open_backend
-from workflows.clients import JudgeClient
-from workflows.driver import Driver, limit_prompts, start_counting
-from workflows.progress import Progress
-from workflows.run_info import check_resume, finish_record, new_run_id, now_iso, run_record
+from workflows.driver.driver import Driver, limit_prompts, start_counting
+from workflows.driver.progress import Progress
+from workflows.output.run_record import check_resume, finish_record, new_run_id, now_iso, run_record
 from workflows.search import judge_needs
+from workflows.serving.backends import Backend, open_backend
+from workflows.serving.clients import JudgeClient
 
 EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3
 

@@ -8,7 +8,7 @@ A prompt whose candidates all got one label teaches nothing by contrast and is d
 to ``<output>/pairs/`` (default: the run directory itself) through the shard writer, so each
 shard appears whole; rerunning with the same arguments resumes after the committed prompts.
 
-Only the samples files the run's commit records list are read (``workflows.dataset``): a file a
+Only the samples files the run's commit records list are read (``workflows.output.dataset``): a file a
 crashed session published without committing it is never paired.
 
 Exit codes: 0 done; 1 a bad argument, a run without a committed samples file, or a rerun whose
@@ -33,8 +33,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.tables import PAIRS
-from workflows.dataset import committed_files
-from workflows.writer import ShardWriter
+from workflows.output.dataset import committed_files
+from workflows.output.writer import ShardWriter
 
 EXIT_OK, EXIT_BAD = 0, 1
 SCORES = ("outcome", "process", "potential")

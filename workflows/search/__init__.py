@@ -13,10 +13,10 @@ from actors.interfaces import REFLECT
 from actors.rng import stream_seed
 from schemas.config import SearchConfig
 from schemas.prompts import PromptRecord
-from workflows.clients import GeneratorClient, JudgeClient
 from workflows.search import beam, best_of_n, parm, parm_pp, prm, sample
 from workflows.search.paths import require_judge
 from workflows.search.types import SearchResult, SearchTask
+from workflows.serving.clients import GeneratorClient, JudgeClient
 
 Strategy = Callable[[SearchTask, GeneratorClient, JudgeClient | None, SearchConfig], Awaitable[SearchResult]]
 

@@ -24,10 +24,10 @@ import numpy as np
 from actors.interfaces import UNKNOWN
 from actors.rng import stream_seed
 from schemas.config import SearchConfig
-from workflows.clients import GeneratorClient, JudgeClient
 from workflows.search import parm
 from workflows.search.paths import SearchContext
 from workflows.search.types import Candidate, SearchResult, SearchTask
+from workflows.serving.clients import GeneratorClient, JudgeClient
 
 
 async def search(

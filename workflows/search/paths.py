@@ -17,9 +17,9 @@ import numpy as np
 
 from actors.interfaces import Advanced, Finished, PathSpec, PathState, Question
 from schemas.config import SearchConfig
-from workflows.clients import GeneratorClient, JudgeClient
 from workflows.search.decision import Decider
 from workflows.search.types import Candidate, Cost, SearchResult, SearchTask, TraceRow
+from workflows.serving.clients import GeneratorClient, JudgeClient
 
 
 @dataclass(frozen=True)

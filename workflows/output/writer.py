@@ -18,7 +18,7 @@ How a shard commits, and why a crash at any point leaves nothing a resume would 
    a reader of ``samples`` never sees a sample whose steps are not there yet.
 2. Then the commit record is published. It alone decides what is committed:
    ``committed_prompt_ids`` reads only commit records, and so do the readers of a run
-   (``workflows.dataset``), which never list a table directory.
+   (``workflows.output.dataset``), which never list a table directory.
 3. A writer opening a run deletes its own table files that no commit record lists (left by a
    crash between 1 and 2) and its staging directory, and continues numbering after its highest
    committed shard. Files of other writer ids are left alone, so several writers (distinct
@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from schemas.tables import ERRORS, SAMPLES, STEPS
-from workflows.rows import PromptRows, row_nbytes
+from workflows.output.rows import PromptRows, row_nbytes
 
 SHARD_TABLES: dict[str, pa.Schema] = {"steps": STEPS, "errors": ERRORS, "samples": SAMPLES}
 """The tables a shard holds, in the order they are published (samples last)."""
@@ -345,7 +345,7 @@ def read_commit_records(
 ) -> dict[str, dict[str, Any]]:
     """Commit records of the run at ``root`` by file name, of one writer or all; none when the
     run has no ``_commits`` yet. Shared by the writer (resume, cleanup) and the readers of a
-    run (``workflows.dataset``), so both agree on what is committed."""
+    run (``workflows.output.dataset``), so both agree on what is committed."""
     directory = posixpath.join(root, "_commits")
     fs.invalidate_cache(directory)
     if not fs.exists(directory):

@@ -16,11 +16,11 @@ from typing import Any
 from schemas.config import InputConfig, JobConfig
 from schemas.errors import InputError
 from schemas.prompts import BadRow, PromptRecord, read_prompts
-from workflows.backends import Backend
-from workflows.errors import PromptRowsError, RunStopped
-from workflows.progress import Progress
+from workflows.driver.errors import PromptRowsError, RunStopped
+from workflows.driver.progress import Progress
 from workflows.search import run_search, tasks_for
 from workflows.search.types import SearchResult, SearchTask
+from workflows.serving.backends import Backend
 
 REASON_CHARS = 4000
 """Most characters of a failure's message kept in the errors row (remote tracebacks are long)."""

@@ -12,11 +12,11 @@ from typing import Any
 
 from schemas.config import OutputConfig
 from schemas.prompts import BadRow, PromptRecord
-from workflows.errors import PromptRowsError
-from workflows.image_refs import resolve_images
-from workflows.rows import input_error_row, prompt_error_row, prompt_rows
+from workflows.driver.errors import PromptRowsError
+from workflows.output.rows import input_error_row, prompt_error_row, prompt_rows
+from workflows.output.writer import ShardWriter
 from workflows.search.types import SearchResult, SearchTask
-from workflows.writer import ShardWriter
+from workflows.serving.image_refs import resolve_images
 
 
 class PromptSink:

@@ -5,9 +5,9 @@ between publishing a shard's table files and its commit record leaves one there 
 session of that writer deletes it. A reader globbing ``<run>/<table>/*.parquet`` would count it,
 and count its prompts twice once the resumed run writes them again. The records under
 ``<run>/_commits/`` are the only truth, read with the writer's own parser
-(``workflows.writer.read_commit_records``), so reader and writer agree on what is committed::
+(``workflows.output.writer.read_commit_records``), so reader and writer agree on what is committed::
 
-    from workflows.dataset import load_dataset, read_table
+    from workflows.output.dataset import load_dataset, read_table
 
     samples = load_dataset("outputs/smoke/<run id>")  # a datasets.Dataset, images as PIL
     steps = read_table("s3://bucket/runs/<run id>", "steps", columns=["prompt_id", "p_yes"])
@@ -27,7 +27,7 @@ import pyarrow.dataset as ds
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from schemas.tables import TABLES
-from workflows.writer import read_commit_records
+from workflows.output.writer import read_commit_records
 
 if TYPE_CHECKING:
     import datasets

@@ -1,9 +1,9 @@
 """The Ray backend of the client protocols: driver-side coalescing, one actor call per batch.
 
-Each model has one :class:`~workflows.batching.Coalescer` with as many concurrent dispatches
+Each model has one :class:`~workflows.serving.batching.Coalescer` with as many concurrent dispatches
 as it has replicas; a batch goes to the live replica with the fewest calls in flight. Images never
 come back to the driver: the generator's replicas return them as objects the driver only
-holds references to (one ``ObjectRef`` per image, see :mod:`workflows.image_refs`), strategies
+holds references to (one ``ObjectRef`` per image, see :mod:`workflows.serving.image_refs`), strategies
 pass those handles on, and the judge's replicas resolve them next to the model.
 """
 
@@ -18,9 +18,9 @@ from ray.exceptions import ActorDiedError
 
 from actors.interfaces import Finished
 from schemas.config import Resources
-from workflows.clients import BatchedGeneratorClient, BatchedJudgeClient
-from workflows.errors import RunStopped
-from workflows.image_refs import call_with_images
+from workflows.driver.errors import RunStopped
+from workflows.serving.clients import BatchedGeneratorClient, BatchedJudgeClient
+from workflows.serving.image_refs import call_with_images
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from actors.interfaces import Advanced, Finished, Generator, Judge, PathSpec, PathState, Question
-from workflows.batching import Coalescer
+from workflows.serving.batching import Coalescer
 
 
 class GeneratorClient(Protocol):

@@ -22,7 +22,7 @@ import ray
 from actors.interfaces import PathSpec, PathState, Question
 from actors.registry import build_generator, build_judge
 from schemas.config import GeneratorSpec, JudgeSpec, Resources
-from workflows.image_refs import resolve_images, with_images
+from workflows.serving.image_refs import resolve_images, with_images
 
 FORWARDED_ENV = ("PARMFLOW_CACHE", "HF_HOME", "HF_HUB_OFFLINE")
 """Driver environment a replica needs to find the same model files."""

@@ -18,9 +18,9 @@ from typing import Any
 from actors.registry import build_generator, build_judge
 from schemas.config import JobConfig
 from schemas.errors import ConfigError
-from workflows.clients import GeneratorClient, JudgeClient, LocalGeneratorClient, LocalJudgeClient
-from workflows.run_info import ROOT
-from workflows.sink import PromptSink
+from workflows.output.run_record import ROOT
+from workflows.output.sink import PromptSink
+from workflows.serving.clients import GeneratorClient, JudgeClient, LocalGeneratorClient, LocalJudgeClient
 
 SinkCall = Callable[..., Awaitable[Any]]
 """``await sink("write_prompt", record, results)``: one PromptSink method, run off the event loop."""
@@ -78,8 +78,8 @@ def _open_local(cfg: JobConfig, run_id: str) -> Backend:
 def _open_ray(cfg: JobConfig, run_id: str) -> Backend:
     import ray
 
-    from workflows.ray_clients import RayGeneratorClient, RayJudgeClient
-    from workflows.replicas import GeneratorReplica, JudgeReplica, forwarded_env, launch
+    from workflows.serving.ray_clients import RayGeneratorClient, RayJudgeClient
+    from workflows.serving.replicas import GeneratorReplica, JudgeReplica, forwarded_env, launch
 
     closers: list[Callable[[], None]] = []
     if not ray.is_initialized():

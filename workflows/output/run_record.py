@@ -21,7 +21,7 @@ from schemas.config import JobConfig
 from schemas.errors import ConfigError
 from schemas.tables import SCHEMA_VERSION
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 RUN_LOCAL: tuple[tuple[str, ...], ...] = (
     ("output", "run_id"),
