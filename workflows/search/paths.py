@@ -67,8 +67,7 @@ class SearchContext:
     def branch(self, state: PathState, n: int) -> list[PathState]:
         """``n`` continuations of ``state``, each under a fresh path index (its own stream)."""
         return [
-            replace(state, path_index=index, tokens=state.tokens.copy(), extra=dict(state.extra))
-            for index in self._take_indices(n)
+            replace(state, path_index=index, tokens=state.tokens.copy()) for index in self._take_indices(n)
         ]
 
     async def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
