@@ -35,9 +35,8 @@ from schemas.prompts import BadRow, PromptRecord, read_prompts
 from workflows.driver.driver import Driver, limit_prompts, start_counting
 from workflows.driver.progress import Progress
 from workflows.output.run_record import check_resume, finish_record, new_run_id, now_iso, run_record
-from workflows.search import judge_needs
+from workflows.search import check_judge
 from workflows.serving.backends import Backend, open_backend
-from workflows.serving.clients import JudgeClient
 
 EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3
 
@@ -77,7 +76,7 @@ async def label(
     run_id = str(cfg.output.run_id)
     # setup: refuse a judge that cannot answer the strategy or a changed config, learn what an
     # earlier session committed, record the start
-    check_judge(cfg, backend.judge)
+    check_judge(cfg.search, backend.judge)
     previous = await backend.sink("read_run_json")
     check_resume(previous, cfg, run_id)
     committed = await backend.sink("committed", cfg.run.retry_failed)
@@ -108,16 +107,6 @@ async def save(backend: Backend, info: dict[str, Any], progress: Progress, stopp
     await backend.sink("close")
     finish_record(info, now_iso(), progress.counts(), await backend.sink("totals"), stopped=stopped)
     await backend.sink("write_run_json", info)
-
-
-def check_judge(cfg: JobConfig, judge: JudgeClient | None) -> None:
-    """Fail before any prompt is searched, not once per prompt after its retries."""
-    missing = judge_needs(cfg.search) - (judge.answers if judge else frozenset())
-    if missing and cfg.judge is not None:
-        raise ConfigError(
-            f"judge.kind {cfg.judge.kind!r} cannot answer {', '.join(sorted(missing))}, which "
-            f"search.strategy {cfg.search.strategy!r} asks; choose another judge or strategy"
-        )
 
 
 def run_uri(cfg: JobConfig) -> str:

@@ -11,6 +11,10 @@ from workflows.search.types import SearchResult, SearchTask
 from workflows.serving.clients import GeneratorClient, JudgeClient
 
 
+def needs(cfg: SearchConfig) -> frozenset[str]:
+    return frozenset({cfg.step_question})
+
+
 async def search(
     task: SearchTask, gen: GeneratorClient, judge: JudgeClient | None, cfg: SearchConfig
 ) -> SearchResult:

@@ -47,6 +47,10 @@ class _Path:
     outcome: float | None = None
 
 
+def needs(cfg: SearchConfig) -> frozenset[str]:
+    return frozenset({"clarity", "potential", "outcome"})
+
+
 async def search(
     task: SearchTask, gen: GeneratorClient, judge: JudgeClient | None, cfg: SearchConfig
 ) -> SearchResult:
