@@ -5,7 +5,7 @@ between publishing a shard's table files and its commit record leaves one there 
 session of that writer deletes it. A reader globbing ``<run>/<table>/*.parquet`` would count it,
 and count its prompts twice once the resumed run writes them again. The records under
 ``<run>/_commits/`` are the only truth, read with the writer's own parser
-(``workflows.output.writer.read_commit_records``), so reader and writer agree on what is committed::
+(``commits.py``), so reader and writer agree on what is committed::
 
     from workflows.output.dataset import load_dataset, read_table
 
@@ -27,7 +27,7 @@ import pyarrow.dataset as ds
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from schemas.tables import TABLES
-from workflows.output.writer import read_commit_records
+from workflows.output.commits import read_commit_records
 
 if TYPE_CHECKING:
     import datasets
@@ -53,8 +53,8 @@ def _committed(run: str, table: str, storage_options: dict | None) -> _Committed
         raise FileNotFoundError(
             f"run {run}: no commit records at {run}/_commits (not a run directory, or nothing committed yet)"
         )
-    ordered = sorted(records.values(), key=lambda r: (r["writer_id"], r["seq"]))
-    files = [(r["files"][table], r["rows"].get(table, 0)) for r in ordered if table in r["files"]]
+    ordered = sorted(records.values(), key=lambda r: (r.writer_id, r.seq))
+    files = [(r.files[table], r.rows.get(table, 0)) for r in ordered if table in r.files]
     return _Committed(
         fs,
         paths=[posixpath.join(root, relative) for relative, _ in files],

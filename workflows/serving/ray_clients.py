@@ -1,10 +1,10 @@
-"""The Ray backend of the client protocols: driver-side coalescing, one actor call per batch.
+"""The clients on Ray replicas: driver-side coalescing, one actor call per batch.
 
-Each model has one :class:`~workflows.serving.batching.Coalescer` with as many concurrent dispatches
-as it has replicas; a batch goes to the live replica with the fewest calls in flight. Images never
-come back to the driver: the generator's replicas return them as objects the driver only
-holds references to (one ``ObjectRef`` per image, see :mod:`workflows.serving.image_refs`), strategies
-pass those handles on, and the judge's replicas resolve them next to the model.
+Each model's batcher runs as many batches at once as it has replicas; a batch goes to the live
+replica with the fewest calls in flight. Images never come back to the driver: the generator's
+replicas return them as objects the driver only holds references to (one ``ObjectRef`` per image,
+see ``image_refs.py``), strategies pass those handles on, and the judge's replicas resolve them
+next to the model.
 """
 
 from __future__ import annotations
@@ -16,17 +16,26 @@ from typing import Any
 import ray
 from ray.exceptions import ActorDiedError
 
-from actors.interfaces import Finished
+from actors.interfaces import Finished, PathSpec, PathState
 from schemas.config import Resources
-from workflows.driver.errors import RunStopped
-from workflows.serving.clients import BatchedGeneratorClient, BatchedJudgeClient
+from workflows.serving.batching import Coalescer
+from workflows.serving.clients import (
+    GeneratorCalls,
+    GeneratorClient,
+    JudgeCalls,
+    JudgeClient,
+    batcher,
+    per_path,
+    unzip,
+)
 from workflows.serving.image_refs import call_with_images
 
 log = logging.getLogger(__name__)
 
 
-class NoReplicaLeft(RunStopped):
-    """Every replica of a model died for good (its ``max_restarts`` were used up)."""
+class NoReplicaLeft(RuntimeError):
+    """Every replica of a model died for good (its ``max_restarts`` were used up): the run cannot
+    go on (``workflows.driver.errors.RUN_ENDING``)."""
 
 
 class LeastBusy:
@@ -84,42 +93,53 @@ class LeastBusy:
             )
 
 
-def _batcher_args(replicas: Sequence[Any], res: Resources) -> dict[str, Any]:
-    return {"max_batch": res.max_batch, "wait_ms": res.batch_wait_ms, "max_concurrent": len(replicas)}
+def _generator_calls(pool: LeastBusy) -> GeneratorCalls:
+    async def start(specs: list[PathSpec]) -> list[PathState]:
+        return await pool.call(lambda replica: replica.start.remote(specs))
+
+    async def advance(states: list[PathState], steps: int, previews: bool) -> list[tuple[PathState, Any]]:
+        async def on(replica: ray.actor.ActorHandle) -> list[tuple[PathState, Any]]:
+            count = len(states) if previews else 0
+            states_ref, images = call_with_images(replica.advance, count, states, steps, previews)
+            return per_path(await states_ref, images)
+
+        return await pool.call(on)
+
+    async def finish(states: list[PathState]) -> list[Finished]:
+        async def on(replica: ray.actor.ActorHandle) -> list[Finished]:
+            tokens_ref, images = call_with_images(replica.finish, len(states), states)
+            return [Finished(image, tokens) for image, tokens in zip(images, await tokens_ref, strict=True)]
+
+        return await pool.call(on)
+
+    return GeneratorCalls(start, advance, finish)
 
 
-class RayGeneratorClient(BatchedGeneratorClient):
+def _judge_calls(pool: LeastBusy) -> JudgeCalls:
+    return JudgeCalls(
+        ask=lambda pairs, question: pool.call(lambda replica: replica.ask.remote(*unzip(pairs), question)),
+        reflect=lambda pairs: pool.call(lambda replica: replica.reflect.remote(*unzip(pairs))),
+    )
+
+
+def _batcher(replicas: Sequence[ray.actor.ActorHandle], res: Resources) -> Coalescer:
+    """As many batches at once as there are replicas."""
+    return batcher(res.max_batch, res.batch_wait_ms, max_concurrent=len(replicas))
+
+
+class RayGeneratorClient(GeneratorClient):
     def __init__(self, replicas: Sequence[ray.actor.ActorHandle], resources: Resources):
         info = ray.get(replicas[0].info.remote())
-        super().__init__(info.name, info.identity, info.num_steps, _batcher_args(replicas, resources))
-        self._pool = LeastBusy(replicas, on_retire=self._batcher.shrink)
-
-    async def _run_batch(self, method: str, items: list[Any], steps: int, previews: bool) -> list[Any]:
-        return await self._pool.call(lambda replica: self._call(replica, method, items, steps, previews))
-
-    @staticmethod
-    async def _call(
-        replica: ray.actor.ActorHandle, method: str, items: list[Any], steps: int, previews: bool
-    ) -> list[Any]:
-        if method == "start":
-            return await replica.start.remote(items)
-        if method == "finish":
-            tokens_ref, images = call_with_images(replica.finish, len(items), items)
-            tokens = await tokens_ref
-            return [Finished(image, t) for image, t in zip(images, tokens, strict=True)]
-        count = len(items) if previews else 0
-        states_ref, handles = call_with_images(replica.advance, count, items, steps, previews)
-        states = await states_ref
-        return list(zip(states, handles or [None] * len(states), strict=True))
+        batches = _batcher(replicas, resources)
+        self._pool = LeastBusy(replicas, on_retire=batches.shrink)
+        calls = _generator_calls(self._pool)
+        super().__init__(info.name, info.identity, info.num_steps, calls, batches)
 
 
-class RayJudgeClient(BatchedJudgeClient):
+class RayJudgeClient(JudgeClient):
     def __init__(self, replicas: Sequence[ray.actor.ActorHandle], resources: Resources):
         info = ray.get(replicas[0].info.remote())
-        super().__init__(info.name, info.identity, info.answers, _batcher_args(replicas, resources))
-        self._pool = LeastBusy(replicas, on_retire=self._batcher.shrink)
-
-    async def _run_batch(self, key: str, images: list[Any], prompts: list[str]) -> Sequence[Any]:
-        if key == "reflect":
-            return await self._pool.call(lambda replica: replica.reflect.remote(images, prompts))
-        return await self._pool.call(lambda replica: replica.ask.remote(images, prompts, key))
+        batches = _batcher(replicas, resources)
+        self._pool = LeastBusy(replicas, on_retire=batches.shrink)
+        calls = _judge_calls(self._pool)
+        super().__init__(info.name, info.identity, info.answers, calls, batches)
