@@ -29,6 +29,7 @@ from workflows.serving.clients import (
     unzip,
 )
 from workflows.serving.image_refs import call_with_images
+from workflows.serving.replicas import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -122,24 +123,22 @@ def _judge_calls(pool: LeastBusy) -> JudgeCalls:
     )
 
 
-def _batcher(replicas: Sequence[ray.actor.ActorHandle], res: Resources) -> Coalescer:
-    """As many batches at once as there are replicas."""
-    return batcher(res.max_batch, res.batch_wait_ms, max_concurrent=len(replicas))
+def _on_replicas(
+    replicas: Sequence[ray.actor.ActorHandle], res: Resources
+) -> tuple[ModelInfo, Coalescer, LeastBusy]:
+    """The model's identity, a batcher running as many batches at once as there are replicas,
+    and the pool of replicas, which gives up a batch slot for each replica it retires."""
+    batches = batcher(res.max_batch, res.batch_wait_ms, max_concurrent=len(replicas))
+    return ray.get(replicas[0].info.remote()), batches, LeastBusy(replicas, on_retire=batches.shrink)
 
 
 class RayGeneratorClient(GeneratorClient):
     def __init__(self, replicas: Sequence[ray.actor.ActorHandle], resources: Resources):
-        info = ray.get(replicas[0].info.remote())
-        batches = _batcher(replicas, resources)
-        self._pool = LeastBusy(replicas, on_retire=batches.shrink)
-        calls = _generator_calls(self._pool)
-        super().__init__(info.name, info.identity, info.num_steps, calls, batches)
+        info, batches, self._pool = _on_replicas(replicas, resources)
+        super().__init__(info.name, info.identity, info.num_steps, _generator_calls(self._pool), batches)
 
 
 class RayJudgeClient(JudgeClient):
     def __init__(self, replicas: Sequence[ray.actor.ActorHandle], resources: Resources):
-        info = ray.get(replicas[0].info.remote())
-        batches = _batcher(replicas, resources)
-        self._pool = LeastBusy(replicas, on_retire=batches.shrink)
-        calls = _judge_calls(self._pool)
-        super().__init__(info.name, info.identity, info.answers, calls, batches)
+        info, batches, self._pool = _on_replicas(replicas, resources)
+        super().__init__(info.name, info.identity, info.answers, _judge_calls(self._pool), batches)
