@@ -9,7 +9,7 @@ in the shard writer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -51,7 +51,6 @@ class PathState:
     step: int
     num_steps: int
     tokens: np.ndarray
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:

@@ -94,7 +94,6 @@ class ToyGenerator:
             state.step + 1,
             state.num_steps,
             tokens,
-            state.extra,
         )
 
     def _pause(self) -> None:

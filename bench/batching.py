@@ -18,8 +18,8 @@ from typing import Any
 
 import ray
 
-from workflows.batching import Coalescer
-from workflows.ray_clients import LeastBusy
+from workflows.serving.batching import Coalescer
+from workflows.serving.ray_clients import LeastBusy
 
 FIXED_S, PER_ITEM_S, MAX_BATCH, REPLICAS = 0.005, 0.0002, 64, 4
 

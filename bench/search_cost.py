@@ -24,8 +24,8 @@ from actors.interfaces import Advanced, Finished, Generator, PathSpec, PathState
 from actors.registry import build_generator, build_judge
 from schemas.config import GeneratorSpec, JudgeSpec, SearchConfig
 from schemas.prompts import PromptRecord
-from workflows.clients import LocalGeneratorClient, LocalJudgeClient
 from workflows.search import run_search, tasks_for
+from workflows.serving.clients import LocalGeneratorClient, LocalJudgeClient
 
 TOY_OPTIONS = {"num_steps": 18, "num_tokens": 36}
 PROMPTS = ["a red cube", "two dogs on a sofa", "a blue bird above a yellow car", "a photo of a clock"]

@@ -24,11 +24,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-import workflows.rows as rows_module
+import workflows.output.rows as rows_module
 from schemas.prompts import PromptRecord
-from workflows.rows import PromptRows, png_struct, prompt_rows
+from workflows.output.rows import PromptRows, png_struct, prompt_rows
+from workflows.output.writer import ShardWriter
 from workflows.search.types import Candidate, Cost, SearchResult, SearchTask, TraceRow
-from workflows.writer import ShardWriter
 
 
 def textured_image(seed: int, size: int = 256, noise: float = 6.0) -> np.ndarray:

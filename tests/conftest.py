@@ -3,6 +3,9 @@
 Starting Ray costs seconds, so tests that need it share one cluster (fake GPUs schedule
 like real ones; torch still sees no CUDA). Tiny model checkpoints are built once per
 session into a temporary cache.
+
+A test that starts Ray is marked ``ray``, one that needs the S3 server ``s3``, so that the fast
+lane (``-m "not ray and not s3"``) starts neither; the two hooks below hold every test to that.
 """
 
 from __future__ import annotations
@@ -14,6 +17,31 @@ import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+SERVICES = {"ray_cluster": "ray", "ray_head": "ray", "s3_server": "s3"}
+"""Fixture -> the marker of every test that uses it."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        used = {marker for fixture, marker in SERVICES.items() if fixture in fixtures}
+        unmarked = sorted(marker for marker in used if not item.get_closest_marker(marker))
+        if unmarked:
+            raise pytest.UsageError(f"{item.nodeid} starts {', '.join(unmarked)}: mark it so")
+
+
+@pytest.fixture(autouse=True)
+def ray_only_when_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that is not marked ``ray`` but starts a Ray anyway (a label run without
+    ``--run.backend local``, say) fails at once."""
+    if request.node.get_closest_marker("ray") is None:
+        import ray
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise RuntimeError(f"{request.node.nodeid} starts Ray: mark it @pytest.mark.ray")
+
+        monkeypatch.setattr(ray, "init", refuse)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from workflows.batching import Coalescer
+from workflows.serving.batching import Coalescer
 
 
 class GatedDispatch:

@@ -1,7 +1,7 @@
 """The KubeRay manifests in cluster/ match the v1 schema of the KubeRay v1.7.0 CRDs.
 
-A structural check (types, required fields, unknown fields, enums) against the CRDs read by
-path from the shared folder; no cluster and no kubectl needed.
+A structural check (types, required fields, unknown fields, enums) against the CRDs kept in
+tests/fixtures/kuberay (see its SOURCE.md); no cluster and no kubectl needed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-CRDS = ROOT.parent / "shared" / "kuberay" / "crds"
+CRDS = ROOT / "tests" / "fixtures" / "kuberay"
 TYPES = {
     "object": dict,
     "array": list,

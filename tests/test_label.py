@@ -15,9 +15,10 @@ from label_helpers import PROMPTS, SMOKE_PROMPTS, TOY, prompts_written, read, ru
 
 from schemas.config import validate_config
 from schemas.tables import SCHEMA_VERSION
-from workflows import driver, sink
-from workflows.errors import RunStopped
+from workflows.driver import driver
+from workflows.driver.errors import RunStopped
 from workflows.label import main
+from workflows.output import sink
 
 LOCAL = ["--run.backend", "local"]
 PER_PROMPT = 2 * 4  # images_per_prompt x n in configs/toy.yaml

@@ -39,7 +39,7 @@ def test_packages_import_only_what_their_layer_allows(package: str) -> None:
 
 def test_the_driver_and_the_writer_do_not_load_torch() -> None:
     code = (
-        "import sys, workflows.label, workflows.sink, workflows.driver; "
+        "import sys, workflows.label, workflows.output.sink, workflows.driver.driver; "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

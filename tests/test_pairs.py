@@ -17,8 +17,8 @@ from label_helpers import read
 
 from schemas.tables import SAMPLES
 from workflows import label, pairs
-from workflows.dataset import load_dataset
-from workflows.writer import ShardWriter
+from workflows.output.dataset import load_dataset
+from workflows.output.writer import ShardWriter
 
 RECIPE = """
 generator: {kind: toy, checkpoint: none, options: {num_steps: 6, num_tokens: 12, image_size: 8}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
-from workflows.progress import Progress
+from workflows.driver.progress import Progress
 from workflows.search.types import Cost
 
 

@@ -15,8 +15,8 @@ from fsspec.spec import AbstractFileSystem
 from schemas.errors import InputError
 from schemas.prompts import BadRow, PromptRecord, read_prompts
 
-GENEVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "geneval" / "evaluation_metadata.jsonl"
-"""GenEval's prompt metadata, read by path from the shared folder beside the checkout (not committed)."""
+GENEVAL = Path(__file__).resolve().parent.parent / "configs/prompts/geneval/evaluation_metadata.jsonl"
+"""GenEval's prompt metadata, as the GenEval recipes read it (see SOURCE.md beside it)."""
 GENEVAL_TAGS = {"single_object", "two_object", "counting", "colors", "position", "color_attr"}
 
 GOOD_BEFORE = b'{"prompt": "a red cube"}'

@@ -14,9 +14,9 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 from actors.interfaces import PathSpec
 from actors.toy import ToyGenerator, ToyJudge
 from schemas.config import GeneratorSpec, JudgeSpec, Resources
-from workflows.image_refs import resolve_images
-from workflows.ray_clients import LeastBusy, NoReplicaLeft, RayGeneratorClient, RayJudgeClient
-from workflows.replicas import GeneratorReplica, JudgeReplica, launch
+from workflows.serving.image_refs import resolve_images
+from workflows.serving.ray_clients import LeastBusy, NoReplicaLeft, RayGeneratorClient, RayJudgeClient
+from workflows.serving.replicas import GeneratorReplica, JudgeReplica, launch
 
 pytestmark = pytest.mark.ray
 FULL_SIZE = 256

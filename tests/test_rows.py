@@ -16,10 +16,10 @@ from actors.toy import ToyGenerator, ToyJudge
 from schemas.config import SearchConfig
 from schemas.prompts import BadRow, PromptRecord
 from schemas.tables import ERRORS, SAMPLES, STEPS
-from workflows.clients import LocalGeneratorClient, LocalJudgeClient
-from workflows.rows import RAW_LIMIT, input_error_row, prompt_error_row, prompt_rows
+from workflows.output.rows import RAW_LIMIT, input_error_row, prompt_error_row, prompt_rows
 from workflows.search import run_search, tasks_for
 from workflows.search.types import Candidate, Cost, SearchResult, SearchTask, TraceRow
+from workflows.serving.clients import LocalGeneratorClient, LocalJudgeClient
 
 RECORD = PromptRecord("p7", "a red cube", {"tag": "color", "include": [{"class": "cube"}]}, "in.jsonl", 7)
 

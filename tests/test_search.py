@@ -13,6 +13,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -20,11 +21,12 @@ import pytest
 from actors.interfaces import QUESTIONS, REFLECT, UNKNOWN, Advanced, Finished, PathState, Question
 from actors.rng import stream_seed
 from actors.toy import ToyGenerator, ToyJudge
-from schemas.config import SearchConfig
+from schemas.config import SearchConfig, StrategyName, validate_config
+from schemas.errors import ConfigError
 from schemas.prompts import PromptRecord
-from workflows.clients import LocalGeneratorClient, LocalJudgeClient
 from workflows.search import STRATEGIES, run_search, tasks_for
 from workflows.search.types import SearchResult, SearchTask
+from workflows.serving.clients import LocalGeneratorClient, LocalJudgeClient
 
 TASK = SearchTask("p0", "a red cube", image_index=0, seed=1234)
 
@@ -144,6 +146,28 @@ def test_tasks_for_gives_one_stable_seed_per_image() -> None:
     assert len({t.seed for t in tasks}) == 4
     assert tasks_for(PromptRecord("p8", "two dogs"), cfg)[0].seed != tasks[0].seed
     assert tasks_for(record, SearchConfig(images_per_prompt=4, seed=4))[0].seed != tasks[0].seed
+
+
+def test_the_recipe_names_exactly_the_strategies_of_the_table() -> None:
+    assert sorted(get_args(StrategyName)) == sorted(STRATEGIES)
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_a_recipe_needs_a_judge_section_exactly_when_its_strategy_asks_the_judge(strategy: str) -> None:
+    """The recipe's check (schemas cannot import the strategies) agrees with what they declare."""
+    recipe = {
+        "generator": {"kind": "toy", "checkpoint": "none"},
+        "search": {"strategy": strategy},
+        "input": {"uri": "prompts.jsonl"},
+        "output": {"uri": "out"},
+    }
+    asks = STRATEGIES[strategy].needs(SearchConfig(strategy=strategy))
+    try:
+        validate_config(recipe)
+        refused = False
+    except ConfigError as exc:
+        refused = "needs a judge section" in str(exc)
+    assert refused == bool(asks)
 
 
 def test_judged_strategies_refuse_to_start_without_a_judge() -> None:

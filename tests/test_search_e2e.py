@@ -19,9 +19,9 @@ import pytest
 from actors.interfaces import UNKNOWN, Generator, Judge, Question, yes_no
 from actors.registry import build_generator, build_judge
 from schemas.config import GeneratorSpec, JudgeSpec, SearchConfig
-from workflows.clients import LocalGeneratorClient, LocalJudgeClient
 from workflows.search import run_search
 from workflows.search.types import SearchResult, SearchTask
+from workflows.serving.clients import LocalGeneratorClient, LocalJudgeClient
 
 TASK = SearchTask("geneval-0", "a photo of a red apple", image_index=0, seed=7)
 

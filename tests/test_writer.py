@@ -11,15 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as ds
+import pyarrow.fs as arrow_fs
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from schemas.prompts import BadRow, PromptRecord
 from schemas.tables import ERRORS, SAMPLES, STEPS
-from workflows.rows import PromptRows, input_error_row, prompt_error_row, prompt_rows
+from workflows.output.rows import PromptRows, input_error_row, prompt_error_row, prompt_rows
+from workflows.output.writer import ShardWriter
 from workflows.search.types import Candidate, Cost, SearchResult, SearchTask, TraceRow
-from workflows.writer import ShardWriter
 
 TABLES = {"samples": SAMPLES, "steps": STEPS, "errors": ERRORS}
 
@@ -274,11 +275,12 @@ def test_s3_output_reads_back_and_resumes(s3_server: dict[str, str]) -> None:
     assert resumed.committed_prompt_ids() == {"p0", "p1", "p2"}
     assert resumed.read_run_json() == {"run_id": "run"}
     resumed.close()
-    fs.invalidate_cache()
-    samples = ds.dataset("labels/out/run/samples", filesystem=fs, format="parquet").to_table()
+    endpoint = s3_server["AWS_ENDPOINT_URL"].removeprefix("http://")
+    s3 = arrow_fs.S3FileSystem(endpoint_override=endpoint, scheme="http", region="us-east-1")  # pyarrow's own
+    samples = ds.dataset("labels/out/run/samples", filesystem=s3, format="parquet").to_table()
     assert sorted(set(samples["prompt_id"].to_pylist())) == ["p0", "p1", "p2"]
     assert samples.schema.equals(SAMPLES, check_metadata=True)
     first = samples.filter(ds.field("sample_id") == "p1/0/0/2").to_pylist()[0]
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(first["image"]["bytes"]))), image_of(1, 2))
     for table in ("steps", "errors"):
-        assert ds.dataset(posixpath.join("labels/out/run", table), filesystem=fs).schema.equals(TABLES[table])
+        assert ds.dataset(posixpath.join("labels/out/run", table), filesystem=s3).schema.equals(TABLES[table])

@@ -25,19 +25,18 @@ import argparse
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import yaml
 
 from schemas.config import JobConfig, load_config, parse_overrides
 from schemas.errors import ConfigError, InputError
 from schemas.prompts import BadRow, PromptRecord, read_prompts
-from workflows.backends import Backend, open_backend
-from workflows.clients import JudgeClient
-from workflows.driver import Driver, limit_prompts, start_counting
-from workflows.progress import Progress
-from workflows.run_info import check_resume, finish_record, new_run_id, now_iso, run_record
-from workflows.search import judge_needs
+from workflows.driver.driver import Driver, limit_prompts, start_counting
+from workflows.driver.progress import Progress
+from workflows.output.run_record import RunRecord, check_resume, new_run_id, now_iso
+from workflows.output.sink import SinkClient, open_sink
+from workflows.search import check_judge
+from workflows.serving.backends import Backend, open_backend
 
 EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3
 
@@ -71,18 +70,17 @@ def parse_args(argv: list[str] | None) -> tuple[JobConfig, bool]:
 
 
 async def label(
-    cfg: JobConfig, backend: Backend, rows: Iterator[PromptRecord | BadRow]
-) -> tuple[Progress, dict[str, Any]]:
+    cfg: JobConfig, backend: Backend, sink: SinkClient, rows: Iterator[PromptRecord | BadRow]
+) -> tuple[Progress, RunRecord]:
     """Label every prompt of ``rows``; return this session's progress and the run record."""
     run_id = str(cfg.output.run_id)
     # setup: refuse a judge that cannot answer the strategy or a changed config, learn what an
     # earlier session committed, record the start
-    check_judge(cfg, backend.judge)
-    previous = await backend.sink("read_run_json")
-    check_resume(previous, cfg, run_id)
-    committed = await backend.sink("committed", cfg.run.retry_failed)
-    info = run_record(cfg, run_id, backend.models, now_iso(), previous)
-    await backend.sink("write_run_json", info)
+    check_judge(cfg.search, backend.judge)
+    previous = check_resume(await sink.read_run_json(), cfg, run_id)
+    committed = await sink.committed(cfg.run.retry_failed)
+    record = RunRecord.begin(cfg, run_id, backend.models, now_iso(), previous)
+    await sink.write_run_json(record.to_json())
 
     # run
     progress = Progress()
@@ -90,34 +88,24 @@ async def label(
     start_counting(cfg.input, progress)
     heartbeat = asyncio.create_task(progress.heartbeat())
     try:
-        await Driver(cfg, backend, progress).run(limit_prompts(rows, cfg.input.limit), committed)
+        await Driver(cfg, backend, sink, progress).run(limit_prompts(rows, cfg.input.limit), committed)
     except BaseException:
         # stopped: keep the prompts that finished (their shard is still buffered) if the writer can
         with contextlib.suppress(Exception):
-            await save(backend, info, progress, stopped=True)
+            await save(sink, record, progress, stopped=True)
         raise
     finally:
         heartbeat.cancel()
 
     # save: commit the last shard, then the run record with this session's and the run's counts
-    await save(backend, info, progress)
-    return progress, info
+    await save(sink, record, progress)
+    return progress, record
 
 
-async def save(backend: Backend, info: dict[str, Any], progress: Progress, stopped: bool = False) -> None:
-    await backend.sink("close")
-    finish_record(info, now_iso(), progress.counts(), await backend.sink("totals"), stopped=stopped)
-    await backend.sink("write_run_json", info)
-
-
-def check_judge(cfg: JobConfig, judge: JudgeClient | None) -> None:
-    """Fail before any prompt is searched, not once per prompt after its retries."""
-    missing = judge_needs(cfg.search) - (judge.answers if judge else frozenset())
-    if missing and cfg.judge is not None:
-        raise ConfigError(
-            f"judge.kind {cfg.judge.kind!r} cannot answer {', '.join(sorted(missing))}, which "
-            f"search.strategy {cfg.search.strategy!r} asks; choose another judge or strategy"
-        )
+async def save(sink: SinkClient, record: RunRecord, progress: Progress, stopped: bool = False) -> None:
+    await sink.close()
+    record.end(now_iso(), progress.counts(), await sink.totals(), stopped=stopped)
+    await sink.write_run_json(record.to_json())
 
 
 def run_uri(cfg: JobConfig) -> str:
@@ -135,22 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InputError) as exc:
         print(f"parmflow-label: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    try:
-        progress, info = asyncio.run(label(cfg, backend, rows))
-    except ConfigError as exc:
-        print(f"parmflow-label: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except Exception as exc:
-        print(
-            f"parmflow-label: run stopped: {type(exc).__name__}: {exc}\n"
-            f"  committed prompts are kept; rerun with --run-id {cfg.output.run_id} to resume",
-            file=sys.stderr,
-        )
-        return EXIT_STOPPED
-    finally:
-        backend.close()
-    progress.finish(run_uri(cfg), info)
-    return EXIT_OK if info["status"] == "complete" else EXIT_INCOMPLETE
+    with backend, open_sink(cfg, str(cfg.output.run_id), backend.models) as sink:
+        try:
+            progress, record = asyncio.run(label(cfg, backend, sink, rows))
+        except ConfigError as exc:
+            print(f"parmflow-label: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except Exception as exc:
+            print(
+                f"parmflow-label: run stopped: {type(exc).__name__}: {exc}\n"
+                f"  committed prompts are kept; rerun with --run-id {cfg.output.run_id} to resume",
+                file=sys.stderr,
+            )
+            return EXIT_STOPPED
+    progress.finish(run_uri(cfg), record)
+    return EXIT_OK if record.status == "complete" else EXIT_INCOMPLETE
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ A prompt whose candidates all got one label teaches nothing by contrast and is d
 to ``<output>/pairs/`` (default: the run directory itself) through the shard writer, so each
 shard appears whole; rerunning with the same arguments resumes after the committed prompts.
 
-Only the samples files the run's commit records list are read (``workflows.dataset``): a file a
+Only the samples files the run's commit records list are read (``output/dataset.py``): a file a
 crashed session published without committing it is never paired.
 
 Exit codes: 0 done; 1 a bad argument, a run without a committed samples file, or a rerun whose
@@ -28,13 +28,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import fsspec
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from schemas.tables import PAIRS
-from workflows.dataset import committed_files
-from workflows.writer import ShardWriter
+from workflows.output.dataset import committed_files, read_files
+from workflows.output.writer import ShardWriter
 
 EXIT_OK, EXIT_BAD = 0, 1
 SCORES = ("outcome", "process", "potential")
@@ -104,24 +102,21 @@ def split_run(uri: str) -> tuple[str, str]:
     return parent or "/", run_id
 
 
-def samples_files(run: str) -> list[str]:
-    """The committed samples files only: one published by a crashed session is not read."""
+def check_samples(run: str) -> None:
+    """A run with committed samples; a file published by a crashed session does not count."""
     try:
         files = committed_files(run, "samples")
     except FileNotFoundError as exc:
         raise PairsError(f"--run {run!r}: {exc}") from None
     if not files:
         raise PairsError(f"--run {run!r}: no committed samples file in {run}/samples")
-    return files
 
 
-def prompts_of(files: list[str], score: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def prompts_of(run: str, score: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """(prompt id, completed candidates) per prompt, one file at a time: a prompt's samples all
     live in one shard, so memory holds one shard, never the table."""
     columns = ["run_id", "prompt_id", "prompt", "sample_id", "image", "image_tokens", "pruned_at", score]
-    for uri in files:
-        with fsspec.open(uri, "rb") as handle:
-            table = pq.read_table(handle, columns=columns)
+    for table in read_files(run, "samples", columns=columns):
         completed = pc.and_(pc.is_null(table["pruned_at"]), pc.is_valid(table[score]))
         groups: dict[str, list[dict[str, Any]]] = {pid: [] for pid in table["prompt_id"].to_pylist()}
         for row in table.filter(completed).to_pylist():
@@ -170,7 +165,7 @@ def check_resume(writer: ShardWriter, params: PairParams) -> None:
 
 def build_pairs(params: PairParams, output: str) -> PairCounts:
     # setup: the samples to read, the writer of the pairs table, what an earlier session did
-    files = samples_files(params.run)
+    check_samples(params.run)
     with ShardWriter(*split_run(output), writer_id=WRITER_ID, tables={"pairs": PAIRS}) as writer:
         check_resume(writer, params)
         writer.write_run_json(asdict(params), PARAMS_FILE)
@@ -178,7 +173,7 @@ def build_pairs(params: PairParams, output: str) -> PairCounts:
 
         # run: label, pair and buffer one prompt at a time
         counts = PairCounts()
-        for prompt_id, candidates in prompts_of(files, params.score):
+        for prompt_id, candidates in prompts_of(params.run, params.score):
             counts.prompts_read += 1
             if prompt_id in done:
                 counts.prompts_resumed += 1

@@ -1,47 +1,55 @@
-"""Search strategies behind one dispatch table, and the search tasks of a prompt.
+"""Search strategies behind one table, and the search tasks of a prompt.
 
-A strategy is an async function of (task, generator client, judge client, config). The
-driver runs many of them at once on one event loop; because each submits all its paths in
-one client call, their calls coalesce into full batches in the clients.
+A strategy is a module of this package with two names: ``search``, an async function of
+(task, generator client, judge client, config), and ``needs``, the questions (and ``reflect``)
+it will put to the judge under a config. The driver runs many searches at once on one event
+loop; because each submits all its paths in one client call, their calls coalesce into full
+batches in the clients.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import ModuleType
 
-from actors.interfaces import REFLECT
 from actors.rng import stream_seed
 from schemas.config import SearchConfig
+from schemas.errors import ConfigError
 from schemas.prompts import PromptRecord
-from workflows.clients import GeneratorClient, JudgeClient
 from workflows.search import beam, best_of_n, parm, parm_pp, prm, sample
-from workflows.search.paths import require_judge
 from workflows.search.types import SearchResult, SearchTask
+from workflows.serving.clients import GeneratorClient, JudgeClient
 
-Strategy = Callable[[SearchTask, GeneratorClient, JudgeClient | None, SearchConfig], Awaitable[SearchResult]]
-
-STRATEGIES: dict[str, Strategy] = {
-    "sample": sample.search,
-    "best_of_n": best_of_n.search,
-    "prm": prm.search,
-    "parm": parm.search,
-    "parm_pp": parm_pp.search,
-    "beam": beam.search,
-}
+Search = Callable[[SearchTask, GeneratorClient, JudgeClient | None, SearchConfig], Awaitable[SearchResult]]
 
 
-def judge_needs(cfg: SearchConfig) -> frozenset[str]:
-    """The questions (and ``reflect``) a strategy will put to its judge."""
-    parm_needs = {"clarity", "potential", "outcome"}
-    needs: dict[str, set[str]] = {
-        "sample": set(),
-        "best_of_n": {"outcome"},
-        "prm": {cfg.step_question},
-        "beam": {cfg.step_question},
-        "parm": parm_needs,
-        "parm_pp": parm_needs | {REFLECT} if cfg.rounds else parm_needs,
-    }
-    return frozenset(needs[cfg.strategy])
+@dataclass(frozen=True)
+class Strategy:
+    search: Search
+    needs: Callable[[SearchConfig], frozenset[str]]
+
+
+def _table(*modules: ModuleType) -> dict[str, Strategy]:
+    """Each strategy under its module's name, the name a recipe gives as ``search.strategy``."""
+    return {module.__name__.rpartition(".")[2]: Strategy(module.search, module.needs) for module in modules}
+
+
+STRATEGIES = _table(sample, best_of_n, prm, parm, parm_pp, beam)
+
+
+def check_judge(cfg: SearchConfig, judge: JudgeClient | None) -> None:
+    """Refuse a judge that is missing or cannot answer what the strategy will ask: checked once
+    for the run before any prompt is searched, and by every search before it starts."""
+    needs = STRATEGIES[cfg.strategy].needs(cfg)
+    if needs and judge is None:
+        raise ConfigError(f"search strategy {cfg.strategy!r} needs a judge, none was given")
+    missing = needs - judge.answers if judge else frozenset()
+    if missing:
+        raise ConfigError(
+            f"judge.kind {judge.name!r} cannot answer {', '.join(sorted(missing))}, which "
+            f"search.strategy {cfg.strategy!r} asks; choose another judge or strategy"
+        )
 
 
 def tasks_for(record: PromptRecord, cfg: SearchConfig) -> list[SearchTask]:
@@ -59,9 +67,5 @@ def tasks_for(record: PromptRecord, cfg: SearchConfig) -> list[SearchTask]:
 async def run_search(
     task: SearchTask, gen: GeneratorClient, judge: JudgeClient | None, cfg: SearchConfig
 ) -> SearchResult:
-    strategy = STRATEGIES.get(cfg.strategy)
-    if strategy is None:
-        raise ValueError(f"unknown search strategy {cfg.strategy!r}; known: {', '.join(sorted(STRATEGIES))}")
-    if cfg.strategy != "sample":
-        require_judge(cfg, judge)
-    return await strategy(task, gen, judge, cfg)
+    check_judge(cfg, judge)
+    return await STRATEGIES[cfg.strategy].search(task, gen, judge, cfg)

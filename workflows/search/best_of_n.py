@@ -4,9 +4,13 @@ image, the highest P(yes) is selected; every candidate is ranked by it."""
 from __future__ import annotations
 
 from schemas.config import SearchConfig
-from workflows.clients import GeneratorClient, JudgeClient
 from workflows.search.paths import SearchContext, rank
 from workflows.search.types import SearchResult, SearchTask
+from workflows.serving.clients import GeneratorClient, JudgeClient
+
+
+def needs(cfg: SearchConfig) -> frozenset[str]:
+    return frozenset({"outcome"})
 
 
 async def search(

@@ -28,9 +28,9 @@ from typing import Any
 
 from actors.interfaces import Finished, PathState
 from schemas.config import SearchConfig
-from workflows.clients import GeneratorClient, JudgeClient
 from workflows.search.paths import SearchContext, rank
 from workflows.search.types import Candidate, SearchResult, SearchTask
+from workflows.serving.clients import GeneratorClient, JudgeClient
 
 
 @dataclass
@@ -45,6 +45,10 @@ class _Path:
     stopped: bool = False
     finished: Finished | None = None
     outcome: float | None = None
+
+
+def needs(cfg: SearchConfig) -> frozenset[str]:
+    return frozenset({"clarity", "potential", "outcome"})
 
 
 async def search(

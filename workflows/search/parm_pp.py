@@ -21,13 +21,18 @@ from dataclasses import replace
 
 import numpy as np
 
-from actors.interfaces import UNKNOWN
+from actors.interfaces import REFLECT, UNKNOWN
 from actors.rng import stream_seed
 from schemas.config import SearchConfig
-from workflows.clients import GeneratorClient, JudgeClient
 from workflows.search import parm
 from workflows.search.paths import SearchContext
 from workflows.search.types import Candidate, SearchResult, SearchTask
+from workflows.serving.clients import GeneratorClient, JudgeClient
+
+
+def needs(cfg: SearchConfig) -> frozenset[str]:
+    """PARM's questions, and reflections when any round may run."""
+    return parm.needs(cfg) | {REFLECT} if cfg.rounds else parm.needs(cfg)
 
 
 async def search(

@@ -17,9 +17,9 @@ import numpy as np
 
 from actors.interfaces import Advanced, Finished, PathSpec, PathState, Question
 from schemas.config import SearchConfig
-from workflows.clients import GeneratorClient, JudgeClient
 from workflows.search.decision import Decider
 from workflows.search.types import Candidate, Cost, SearchResult, SearchTask, TraceRow
+from workflows.serving.clients import GeneratorClient, JudgeClient
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class SearchContext:
     task: SearchTask
     gen: GeneratorClient
     judge: JudgeClient | None
+    """There for every strategy that asks it anything: ``run_search`` checks before it starts."""
     cfg: SearchConfig
     trace: list[TraceRow] = field(default_factory=list)
     cost: Cost = field(default_factory=Cost)
@@ -67,8 +68,7 @@ class SearchContext:
     def branch(self, state: PathState, n: int) -> list[PathState]:
         """``n`` continuations of ``state``, each under a fresh path index (its own stream)."""
         return [
-            replace(state, path_index=index, tokens=state.tokens.copy(), extra=dict(state.extra))
-            for index in self._take_indices(n)
+            replace(state, path_index=index, tokens=state.tokens.copy()) for index in self._take_indices(n)
         ]
 
     async def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
@@ -92,9 +92,6 @@ class SearchContext:
             states = (await self.advance(states, remaining)).states
         return list(states), await self.finish(states)
 
-    def _judge(self) -> JudgeClient:
-        return require_judge(self.cfg, self.judge)
-
     async def ask(
         self, images: Sequence[Any], states: Sequence[PathState], question: Question, round: int = 0
     ) -> list[Verdict]:
@@ -105,7 +102,7 @@ class SearchContext:
         if not states:
             return []
         began = time.perf_counter()
-        answers = await self._judge().ask(images, [self.task.prompt] * len(states), question)
+        answers = await self.judge.ask(images, [self.task.prompt] * len(states), question)
         elapsed_ms = (time.perf_counter() - began) * 1000.0
         self.cost.judge_calls += len(states)
         verdicts = []
@@ -130,19 +127,13 @@ class SearchContext:
     async def reflect(self, images: Sequence[Any]) -> list[str]:
         """What each image gets wrong against the user's prompt; a judge pass, so a judge call."""
         self.cost.judge_calls += len(images)
-        return await self._judge().reflect(images, [self.task.prompt] * len(images))
+        return await self.judge.reflect(images, [self.task.prompt] * len(images))
 
     def candidate(self, state: PathState, image: Any, tokens: np.ndarray, **fields: Any) -> Candidate:
         return Candidate(state.path_index, state.seed, image, tokens, prompt=state.prompt, **fields)
 
     def result(self, candidates: list[Candidate]) -> SearchResult:
         return SearchResult(candidates, self.trace, self.cost)
-
-
-def require_judge(cfg: SearchConfig, judge: JudgeClient | None) -> JudgeClient:
-    if judge is None:
-        raise ValueError(f"search strategy {cfg.strategy!r} needs a judge, none was given")
-    return judge
 
 
 def rank(candidates: Sequence[Candidate], scores: Sequence[float]) -> None:

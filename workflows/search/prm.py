@@ -5,10 +5,14 @@ until the end; the surviving best is the result."""
 from __future__ import annotations
 
 from schemas.config import SearchConfig
-from workflows.clients import GeneratorClient, JudgeClient
 from workflows.search.paths import SearchContext
 from workflows.search.stepwise import step_search
 from workflows.search.types import SearchResult, SearchTask
+from workflows.serving.clients import GeneratorClient, JudgeClient
+
+
+def needs(cfg: SearchConfig) -> frozenset[str]:
+    return frozenset({cfg.step_question})
 
 
 async def search(

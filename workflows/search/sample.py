@@ -6,9 +6,13 @@ Nothing ranks the images, so every one is selected (GenEval scores all images of
 from __future__ import annotations
 
 from schemas.config import SearchConfig
-from workflows.clients import GeneratorClient, JudgeClient
 from workflows.search.paths import SearchContext
 from workflows.search.types import SearchResult, SearchTask
+from workflows.serving.clients import GeneratorClient, JudgeClient
+
+
+def needs(cfg: SearchConfig) -> frozenset[str]:
+    return frozenset()
 
 
 async def search(

@@ -1,4 +1,4 @@
-"""Ray actor shells around a generator, a judge and the row sink.
+"""Ray actor shells around a generator and a judge.
 
 Plain actors, not Ray Serve: one driver-side batch becomes one actor call, and an actor
 declared with ``max_restarts`` and ``max_task_retries`` reruns the calls of a replica that
@@ -22,7 +22,7 @@ import ray
 from actors.interfaces import PathSpec, PathState, Question
 from actors.registry import build_generator, build_judge
 from schemas.config import GeneratorSpec, JudgeSpec, Resources
-from workflows.image_refs import resolve_images, with_images
+from workflows.serving.image_refs import resolve_images, with_images
 
 FORWARDED_ENV = ("PARMFLOW_CACHE", "HF_HOME", "HF_HUB_OFFLINE")
 """Driver environment a replica needs to find the same model files."""
@@ -60,8 +60,8 @@ def placement() -> dict[str, Any]:
 
 
 class GeneratorReplica:
-    def __init__(self, spec: dict[str, Any]):
-        self.model = build_generator(GeneratorSpec.model_validate(spec))
+    def __init__(self, spec: GeneratorSpec):
+        self.model = build_generator(spec)
 
     def info(self) -> ModelInfo:
         return ModelInfo(self.model.name, self.model.identity, self.model.num_steps)
@@ -84,8 +84,8 @@ class GeneratorReplica:
 
 
 class JudgeReplica:
-    def __init__(self, spec: dict[str, Any]):
-        self.model = build_judge(JudgeSpec.model_validate(spec))
+    def __init__(self, spec: JudgeSpec):
+        self.model = build_judge(spec)
 
     def info(self) -> ModelInfo:
         return ModelInfo(self.model.name, self.model.identity, answers=self.model.answers)
@@ -112,6 +112,6 @@ def launch(cls: type, spec: GeneratorSpec | JudgeSpec, name_prefix: str) -> list
             max_restarts=res.max_restarts,
             max_task_retries=res.max_task_retries,
             runtime_env=forwarded_env(),
-        ).remote(spec.model_dump(mode="json"))
+        ).remote(spec)
         for i in range(res.replicas)
     ]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from workflows.output.run_record import RunRecord
 from workflows.search.types import Cost
 
 
@@ -112,16 +113,16 @@ class Progress:
         self._print(what)
         self.report(force=True)
 
-    def finish(self, run_uri: str, info: dict) -> None:
+    def finish(self, run_uri: str, record: RunRecord) -> None:
         """This session's summary and cost, and (after a resume) where the whole run stands."""
         self.report(force=True)
-        self._print(self.summary(run_uri, complete=info["status"] == "complete"))
+        self._print(self.summary(run_uri, complete=record.status == "complete"))
         self._print(self.cost_line())
-        if len(info["sessions"]) > 1:
-            totals = info["counts"]
+        if len(record.sessions) > 1 and record.totals is not None:
+            totals = record.totals
             self._print(
-                f"run so far ({len(info['sessions'])} sessions): {totals['prompts_ok']} prompts labelled, "
-                f"{totals['prompts_failed']} failed, {totals['input_errors']} bad input rows"
+                f"run so far ({len(record.sessions)} sessions): {totals.prompts_ok} prompts labelled, "
+                f"{totals.prompts_failed} failed, {totals.input_errors} bad input rows"
             )
 
     def counts(self) -> dict[str, int]:

@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas.config import InputConfig, JobConfig
 from schemas.errors import InputError
 from schemas.prompts import BadRow, PromptRecord, read_prompts
-from workflows.backends import Backend
-from workflows.errors import PromptRowsError, RunStopped
-from workflows.progress import Progress
+from workflows.driver.errors import RUN_ENDING, RunStopped
+from workflows.driver.progress import Progress
+from workflows.output.sink import Committed, PromptRowsError, SinkClient
 from workflows.search import run_search, tasks_for
 from workflows.search.types import SearchResult, SearchTask
+from workflows.serving.backends import Backend
+
+T = TypeVar("T")
 
 REASON_CHARS = 4000
 """Most characters of a failure's message kept in the errors row (remote tracebacks are long)."""
@@ -85,11 +88,10 @@ async def all_or_nothing(coros: list[Awaitable[Any]]) -> list[Any]:
 
 
 class Driver:
-    def __init__(self, cfg: JobConfig, backend: Backend, progress: Progress):
-        self.cfg, self.backend, self.progress = cfg, backend, progress
+    def __init__(self, cfg: JobConfig, backend: Backend, sink: SinkClient, progress: Progress):
+        self.cfg, self.backend, self.sink, self.progress = cfg, backend, sink, progress
 
-    async def run(self, rows: Iterable[Row], committed: tuple[set[str], set[tuple[str, int]]]) -> None:
-        done_ids, done_errors = committed
+    async def run(self, rows: Iterable[Row], committed: Committed) -> None:
         slots = asyncio.Semaphore(self.cfg.run.max_in_flight)
         running: set[asyncio.Task[None]] = set()
 
@@ -106,10 +108,10 @@ class Driver:
                 break
             if isinstance(row, BadRow):
                 self.progress.input_error(f"{row.source}:{row.line}", row.reason)
-                if (row.source, row.line) not in done_errors:
-                    await self._sink("write_input_error", row)
+                if (row.source, row.line) not in committed.input_errors:
+                    await self._writing(self.sink.write_input_error(row))
                 continue
-            if row.prompt_id in done_ids:
+            if row.prompt_id in committed.prompt_ids:
                 self.progress.prompt_skipped()
                 continue
             await slots.acquire()
@@ -131,35 +133,31 @@ class Driver:
 
         Only the prompt's own failures are retried: its search, or its rows (an image lost with
         a node, one that cannot be encoded). A failure of what every prompt needs (no replica
-        left, a writer that cannot commit) raises :class:`RunStopped` and ends the run."""
+        left, a writer that cannot commit) ends the run (``errors.RUN_ENDING``)."""
         attempts = self.cfg.run.retries + 1
         reason = ""
         for _ in range(attempts):
             try:
                 results = await self.search(record)
-                images = await self._write(record, results)
-            except RunStopped:
+                images = await self._writing(self.sink.write_prompt(record, results))
+            except RUN_ENDING:
                 raise
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:REASON_CHARS]
                 continue
             self.progress.prompt_ok(images, [result.cost for _, result in results])
             return
-        await self._sink("write_prompt_error", record, reason, attempts)
+        await self._writing(self.sink.write_prompt_error(record, reason, attempts))
         self.progress.prompt_failed(record.prompt_id, attempts, reason)
 
-    async def _write(self, record: PromptRecord, results: list[tuple[SearchTask, SearchResult]]) -> int:
+    @staticmethod
+    async def _writing(call: Awaitable[T]) -> T:
+        """A sink call: a prompt whose rows cannot be built fails alone; any other failure is the
+        writer's, which no retry mends."""
         try:
-            return await self.backend.sink("write_prompt", record, results)
+            return await call
         except PromptRowsError:
             raise
-        except Exception as exc:
-            raise RunStopped(f"the writer failed: {type(exc).__name__}: {exc}") from exc
-
-    async def _sink(self, method: str, *args: Any) -> Any:
-        """A sink call whose failure no retry can mend."""
-        try:
-            return await self.backend.sink(method, *args)
         except Exception as exc:
             raise RunStopped(f"the writer failed: {type(exc).__name__}: {exc}") from exc
 

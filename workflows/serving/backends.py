@@ -1,36 +1,33 @@
-"""The two ways a label run executes the same flow: Ray replicas, or models in this process.
+"""The two ways a label run calls its models: Ray replicas, or models in this process.
 
-Both hand the driver a generator client, a judge client and an async ``sink`` call; the
-driver cannot tell them apart.
+Both hand the driver a generator client and a judge client of the same classes; the driver
+cannot tell them apart.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import sys
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import ray
 
 from actors.registry import build_generator, build_judge
 from schemas.config import JobConfig
 from schemas.errors import ConfigError
-from workflows.clients import GeneratorClient, JudgeClient, LocalGeneratorClient, LocalJudgeClient
-from workflows.run_info import ROOT
-from workflows.sink import PromptSink
-
-SinkCall = Callable[..., Awaitable[Any]]
-"""``await sink("write_prompt", record, results)``: one PromptSink method, run off the event loop."""
+from workflows import ROOT
+from workflows.serving.clients import GeneratorClient, JudgeClient, LocalGeneratorClient, LocalJudgeClient
+from workflows.serving.ray_clients import RayGeneratorClient, RayJudgeClient
+from workflows.serving.replicas import GeneratorReplica, JudgeReplica, launch
 
 
 @dataclass
 class Backend:
     generator: GeneratorClient
     judge: JudgeClient | None
-    sink: SinkCall
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -41,46 +38,28 @@ class Backend:
         for close in reversed(self.closers):
             close()
 
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def open_backend(cfg: JobConfig, run_id: str) -> Backend:
-    return _open_local(cfg, run_id) if cfg.run.backend == "local" else _open_ray(cfg, run_id)
+    return _open_local(cfg) if cfg.run.backend == "local" else _open_ray(cfg, run_id)
 
 
-def _sink_args(cfg: JobConfig, run_id: str, generator: str, judge: str | None) -> tuple[tuple, dict]:
-    kwargs = {
-        "strategy": cfg.search.strategy,
-        "generator": generator,
-        "judge": judge,
-        "previews_in_steps": cfg.search.previews_in_steps,
-    }
-    return (cfg.output.model_dump(mode="json"), run_id), kwargs
-
-
-def _open_local(cfg: JobConfig, run_id: str) -> Backend:
-    gen_res = cfg.generator.resources
-    generator = LocalGeneratorClient(build_generator(cfg.generator), gen_res.max_batch, gen_res.batch_wait_ms)
+def _open_local(cfg: JobConfig) -> Backend:
+    gen = cfg.generator.resources
+    generator = LocalGeneratorClient(build_generator(cfg.generator), gen.max_batch, gen.batch_wait_ms)
     judge = None
     if cfg.judge is not None:
         res = cfg.judge.resources
         judge = LocalJudgeClient(build_judge(cfg.judge), res.max_batch, res.batch_wait_ms)
-    args, kwargs = _sink_args(cfg, run_id, generator.identity, judge.identity if judge else None)
-    sink = PromptSink(*args, **kwargs)
-    writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parmflow-sink")
-
-    async def call(method: str, *call_args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(
-            writer_thread, getattr(sink, method), *call_args
-        )
-
-    return Backend(generator, judge, call, [writer_thread.shutdown])
+    return Backend(generator, judge)
 
 
 def _open_ray(cfg: JobConfig, run_id: str) -> Backend:
-    import ray
-
-    from workflows.ray_clients import RayGeneratorClient, RayJudgeClient
-    from workflows.replicas import GeneratorReplica, JudgeReplica, forwarded_env, launch
-
     closers: list[Callable[[], None]] = []
     if not ray.is_initialized():
         _connect(cfg)
@@ -97,28 +76,15 @@ def _open_ray(cfg: JobConfig, run_id: str) -> Backend:
             judges = launch(JudgeReplica, cfg.judge, f"{prefix}-judge")
             actors += judges
             judge = RayJudgeClient(judges, cfg.judge.resources)
-        args, kwargs = _sink_args(cfg, run_id, generator.identity, judge.identity if judge else None)
-        sink_actor = (
-            ray.remote(PromptSink)
-            .options(name=f"{prefix}-sink", num_cpus=0, runtime_env=forwarded_env(storage=True))
-            .remote(*args, **kwargs)
-        )
-        actors.append(sink_actor)
     except BaseException:
         for close in reversed(closers):
             close()
         raise
-
-    async def call(method: str, *call_args: Any) -> Any:
-        return await getattr(sink_actor, method).remote(*call_args)
-
-    return Backend(generator, judge, call, closers)
+    return Backend(generator, judge, closers)
 
 
 def _connect(cfg: JobConfig) -> None:
     """Join the cluster named by the recipe or RAY_ADDRESS; else start a local Ray sized as asked."""
-    import ray
-
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     if address:
         if "://" not in cfg.output.uri and not os.path.isabs(cfg.output.uri):
@@ -146,7 +112,8 @@ def _connect(cfg: JobConfig) -> None:
 
 
 def check_local_resources(cfg: JobConfig, available: dict[str, float]) -> None:
-    """A local Ray cannot grow: say so now instead of waiting forever for a GPU that is not there."""
+    """A local Ray cannot grow: say so now instead of waiting forever for a GPU that is not there
+    (a cluster may autoscale, so only a local Ray is checked)."""
     specs = [("generator", cfg.generator)] + ([("judge", cfg.judge)] if cfg.judge else [])
     for resource, attr in (("GPU", "num_gpus"), ("CPU", "num_cpus")):
         asks = [(name, spec.resources.replicas, getattr(spec.resources, attr)) for name, spec in specs]

@@ -16,9 +16,9 @@ How a shard commits, and why a crash at any point leaves nothing a resume would 
    renamed into its table directory (a rename is atomic); on an object store every upload
    appears atomically under its final name. Tables go in the order steps, errors, samples, so
    a reader of ``samples`` never sees a sample whose steps are not there yet.
-2. Then the commit record is published. It alone decides what is committed:
+2. Then the commit record is published (``commits.py``). It alone decides what is committed:
    ``committed_prompt_ids`` reads only commit records, and so do the readers of a run
-   (``workflows.dataset``), which never list a table directory.
+   (``dataset.py``), which never list a table directory.
 3. A writer opening a run deletes its own table files that no commit record lists (left by a
    crash between 1 and 2) and its staging directory, and continues numbering after its highest
    committed shard. Files of other writer ids are left alone, so several writers (distinct
@@ -52,7 +52,17 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from schemas.tables import ERRORS, SAMPLES, STEPS
-from workflows.rows import PromptRows, row_nbytes
+from workflows.output.commits import (
+    COMMITS,
+    CommitRecord,
+    Totals,
+    committed_input_errors,
+    committed_prompt_ids,
+    read_commit_records,
+    record_name,
+    split_name,
+)
+from workflows.output.rows import PromptRows, row_nbytes
 
 SHARD_TABLES: dict[str, pa.Schema] = {"steps": STEPS, "errors": ERRORS, "samples": SAMPLES}
 """The tables a shard holds, in the order they are published (samples last)."""
@@ -121,8 +131,8 @@ class ShardWriter:
     def _path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
 
-    def _commit_records(self, writer_id: str | None = None) -> dict[str, dict[str, Any]]:
-        return read_commit_records(self.fs, self.root, writer_id)
+    def _commit_records(self, writer_id: str | None = None) -> list[CommitRecord]:
+        return list(read_commit_records(self.fs, self.root, writer_id).values())
 
     def committed_prompt_ids(self, writer_id: str | None = None, failed: bool = True) -> set[str]:
         """Prompts a resumed run must skip: committed with rows, and (``failed``) those committed
@@ -130,32 +140,15 @@ class ShardWriter:
 
         ``writer_id`` limits them to one writer's, for a workflow that shares the run directory
         with the writers of other tables (pairs beside samples)."""
-        records = self._commit_records(writer_id).values()
-        keys = ("prompt_ids", "failed_prompt_ids") if failed else ("prompt_ids",)
-        return {pid for record in records for key in keys for pid in record.get(key, ())}
+        return committed_prompt_ids(self._commit_records(writer_id), failed)
 
-    def committed_totals(self) -> dict[str, int]:
-        """Counts over every session of the run, from the commit records (the only truth):
-        prompts with rows, prompts whose latest state is a failure, bad input rows, images."""
-        records = list(self._commit_records().values())
-        ok = {pid for record in records for pid in record["prompt_ids"]}
-        failed = {pid for record in records for pid in record.get("failed_prompt_ids", ())} - ok
-        inputs = {tuple(e) for record in records for e in record["input_errors"]}
-        images = sum(record["rows"].get("samples", 0) for record in records)
-        return {
-            "prompts_ok": len(ok),
-            "prompts_failed": len(failed),
-            "input_errors": len(inputs),
-            "images": images,
-        }
+    def committed_totals(self) -> Totals:
+        """Counts over every session of the run, from the commit records (the only truth)."""
+        return Totals.of(self._commit_records())
 
     def committed_input_errors(self) -> set[tuple[str, int]]:
         """(source, line) of committed bad input rows, so a resumed run records each once."""
-        return {
-            (source, line)
-            for record in self._commit_records().values()
-            for source, line in record["input_errors"]
-        }
+        return committed_input_errors(self._commit_records())
 
     def read_run_json(self, name: str = "run.json") -> dict | None:
         path = self._path(name)
@@ -170,7 +163,7 @@ class ShardWriter:
     def _recover(self) -> int:
         """Delete this writer's uncommitted leftovers; return the next free sequence number."""
         records = self._commit_records(self.writer_id)
-        listed = {posixpath.basename(p) for record in records.values() for p in record["files"].values()}
+        listed = {posixpath.basename(p) for record in records for p in record.files.values()}
         for table in self.tables:
             directory = self._path(table)
             self.fs.invalidate_cache(directory)
@@ -179,7 +172,7 @@ class ShardWriter:
             for path in self.fs.ls(directory, detail=False):
                 name = posixpath.basename(path)
                 if name.startswith("part-") and name.endswith(".parquet"):
-                    owner, _ = _split_name(_stem(name).removeprefix("part-"))
+                    owner, _ = split_name(name.removeprefix("part-"))
                     if owner == self.writer_id and name not in listed:
                         self.fs.rm_file(path)
         if self.fs.exists(self._staging):
@@ -187,8 +180,7 @@ class ShardWriter:
         if self._local:
             for table in self.tables:
                 self.fs.makedirs(self._path(table), exist_ok=True)
-        seqs = [_split_name(_stem(name))[1] for name in records]
-        return max(seqs, default=-1) + 1
+        return max((record.seq for record in records), default=-1) + 1
 
     # -- buffering (caller's thread) -----------------------------------------------------------
 
@@ -298,7 +290,8 @@ class ShardWriter:
 
     def _commit(self, shard: _Shard, force_empty: tuple[str, ...] = ()) -> None:
         seq = self._next_seq
-        name = f"part-{self.writer_id}-{seq:05d}.parquet"
+        stem = record_name(self.writer_id, seq)
+        name = f"part-{stem}.parquet"
         files: dict[str, str] = {}
         for table, schema in self.tables.items():
             rows = shard.tables[table]
@@ -306,18 +299,8 @@ class ShardWriter:
                 path = self._path(table, name)
                 self._publish(path, _parquet_bytes(rows, schema))
                 files[table] = posixpath.join(table, name)
-        errors = shard.tables.get("errors", [])
-        record = {
-            "writer_id": self.writer_id,
-            "seq": seq,
-            "files": files,
-            "rows": {table: len(rows) for table, rows in shard.tables.items()},
-            "prompt_ids": sorted(shard.prompt_ids),
-            "failed_prompt_ids": sorted({e["prompt_id"] for e in errors if e["kind"] == "prompt"}),
-            "input_errors": sorted({(e["source"], e["line"]) for e in errors if e["kind"] == "input"}),
-        }
-        commit = self._path("_commits", f"{self.writer_id}-{seq:05d}.json")
-        self._publish(commit, json.dumps(record).encode())
+        record = CommitRecord.of_shard(self.writer_id, seq, files, shard.tables, shard.prompt_ids)
+        self._publish(self._path(COMMITS, f"{stem}.json"), record.to_json())
         self._next_seq = seq + 1
         self.shards_written += 1
         self.prompts_written += len(shard.prompt_ids)
@@ -340,25 +323,6 @@ class ShardWriter:
         _fsync_directory(posixpath.dirname(path))
 
 
-def read_commit_records(
-    fs: fsspec.AbstractFileSystem, root: str, writer_id: str | None = None
-) -> dict[str, dict[str, Any]]:
-    """Commit records of the run at ``root`` by file name, of one writer or all; none when the
-    run has no ``_commits`` yet. Shared by the writer (resume, cleanup) and the readers of a
-    run (``workflows.dataset``), so both agree on what is committed."""
-    directory = posixpath.join(root, "_commits")
-    fs.invalidate_cache(directory)
-    if not fs.exists(directory):
-        return {}
-    names = [p for p in fs.ls(directory, detail=False) if p.endswith(".json")]
-    if writer_id is not None:
-        names = [p for p in names if _split_name(_stem(p))[0] == writer_id]
-    if not names:
-        return {}
-    contents = fs.cat(names)
-    return {posixpath.basename(p): json.loads(contents[p]) for p in names}
-
-
 def _fsync_directory(path: str) -> None:
     """Make a rename durable: without this a power loss can forget it (POSIX only)."""
     if not hasattr(os, "O_DIRECTORY"):
@@ -368,16 +332,6 @@ def _fsync_directory(path: str) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def _stem(path: str) -> str:
-    return posixpath.splitext(posixpath.basename(path))[0]
-
-
-def _split_name(stem: str) -> tuple[str, int]:
-    """``<writer>-<seq>`` -> (writer, seq); the writer id itself may contain '-'."""
-    writer, _, seq = stem.rpartition("-")
-    return writer, int(seq)
 
 
 def _parquet_bytes(rows: list[dict[str, Any]], schema: pa.Schema) -> bytes:

@@ -13,7 +13,8 @@ the model) fails only its own caller, not the searches that happened to share it
 
 This is written here rather than taken from Ray Serve's ``@serve.batch`` because Serve's
 handle call costs several milliseconds per request and caps batches at
-``max_ongoing_requests`` (see docs/architecture.md).
+``max_ongoing_requests`` (5 by default). ``bench/batching.py`` measures what coalescing buys
+over one call per path (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -50,13 +51,7 @@ class Coalescer:
     so queued work keeps coalescing while every replica is busy.
     """
 
-    def __init__(
-        self,
-        dispatch: Dispatch,
-        max_batch: int = 64,
-        wait_ms: float = 5.0,
-        max_concurrent: int = 1,
-    ):
+    def __init__(self, dispatch: Dispatch, max_batch: int, wait_ms: float, max_concurrent: int = 1):
         self._dispatch = dispatch
         self.max_batch = max_batch
         self.wait_s = wait_ms / 1000.0
