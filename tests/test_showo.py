@@ -12,12 +12,19 @@ import torch
 from safetensors.torch import save_file
 from transformers import PhiConfig
 
-from actors.interfaces import UNKNOWN, Generator, PathSpec, PathState
+from actors.interfaces import UNKNOWN, Generator, PathSpec, PathState, Regeneration
 from actors.registry import build_generator
 from actors.showo.config import ShowoConfig
 from actors.showo.generator import ShowoGenerator
 from actors.showo.magvit import LookupFreeQuantizer, Magvit2
-from actors.showo.maskgit import maskgit_step, num_to_remask, remask_temperature
+from actors.showo.maskgit import (
+    masked_at,
+    maskgit_step,
+    num_to_remask,
+    remask_temperature,
+    reopen_least_confident,
+    start_step_for,
+)
 from actors.showo.model import ShowoTransformer
 from actors.showo.prompting import TokenIds, omni_attention, text_block
 from actors.showo.tiny import showo_config, tiny_magvit
@@ -139,6 +146,75 @@ def test_init_tokens_are_kept(gen: ShowoGenerator) -> None:
     assert done.done and done.num_unknown == 0 and list(done.tokens[:6]) == [1, 2, 3, 4, 5, 6]
 
 
+def test_states_carry_the_confidence_each_token_was_decided_with(gen: ShowoGenerator) -> None:
+    state = gen.start(specs("a clock", [4]))[0]
+    assert np.isnan(state.confidence).all()
+    earlier = state
+    for _ in range(STEPS):
+        state = gen.advance([earlier], 1).states[0]
+        decided = state.tokens != UNKNOWN
+        assert np.array_equal(np.isnan(state.confidence), ~decided)
+        assert ((state.confidence[decided] > 0) & (state.confidence[decided] <= 1)).all()
+        before = earlier.tokens != UNKNOWN
+        assert np.array_equal(state.confidence[before], earlier.confidence[before])
+        earlier = state
+
+
+def test_regeneration_reopens_the_least_confident_half_and_starts_on_schedule(gen: ShowoGenerator) -> None:
+    """Half of 16 re-opened: the cosine schedule has 9 masked at step 11 and 7 at step 12, so the
+    new path starts at step 11 and unmasks as a fresh path would from there: 7, 6, 5, 4, 2, 1, 0."""
+    done = run(gen, gen.start(specs("a red cat", [3])), [STEPS])[0]
+    source = Regeneration(done.tokens, 0.5, done.confidence)
+    state = gen.start([PathSpec("p", "a red cat", 3, 1, regenerate_from=source)])[0]
+    least = np.argsort(done.confidence, kind="stable")[:8]
+    assert state.step == 11 and sorted(np.flatnonzero(state.tokens == UNKNOWN)) == sorted(least)
+    kept = state.tokens != UNKNOWN
+    assert np.array_equal(state.tokens[kept], done.tokens[kept])
+    assert np.array_equal(state.confidence[kept], done.confidence[kept])
+    unknown = []
+    while not state.done:
+        state = gen.advance([state], 1).states[0]
+        unknown.append(state.num_unknown)
+    assert unknown == [7, 6, 5, 4, 2, 1, 0]
+    with pytest.raises(ValueError, match="confidences"):
+        gen.start([PathSpec("p", "x", 0, 0, regenerate_from=Regeneration(done.tokens, 0.5))])
+
+
+def test_reference_temperature_schedule_silences_every_path_but_the_prompts_first() -> None:
+    """``reference``: path 0 of image 0 re-masks with the compounded noise, any other path by
+    confidence alone, i.e. exactly as with temperature 0."""
+
+    generators: dict[str, ShowoGenerator] = {}
+
+    def tokens(path: int, image: int, temperature: float, schedule: str) -> np.ndarray:
+        key = f"{temperature}/{schedule}"
+        if key not in generators:
+            options = {"temperature": temperature, "temperature_schedule": schedule}
+            generators[key] = build_generator(tiny_spec(max_text_len=TEXT, num_steps=6, **options))
+        g = generators[key]
+        return run(g, g.start([PathSpec("p", "a dog on a bench", 9, path, image_index=image)]), [6])[0].tokens
+
+    assert np.array_equal(tokens(0, 0, 4.0, "reference"), tokens(0, 0, 4.0, "compound"))
+    for path, image in ((1, 0), (0, 1)):
+        assert np.array_equal(tokens(path, image, 4.0, "reference"), tokens(path, image, 0.0, "linear"))
+    assert not np.array_equal(tokens(0, 0, 4.0, "reference"), tokens(0, 0, 0.0, "linear"))
+
+
+def test_per_part_dtypes() -> None:
+    spec = GeneratorSpec(
+        kind="showo",
+        checkpoint="tiny:showo",
+        dtype="bfloat16",
+        options={"max_text_len": TEXT, "num_steps": 2, "head_dtype": "float32", "vq_dtype": "float32"},
+    )
+    g = build_generator(spec)
+    assert g.model.showo.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert g.model.showo.lm_head.weight.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in g.vq.parameters())
+    image = g.finish(run(g, g.start(specs("a cat", [0])), [2]))[0].image
+    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+
+
 def test_guidance_runs_an_empty_prompt_row_per_path(
     gen: ShowoGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,11 +255,32 @@ def test_bad_options_and_states_are_named(gen: ShowoGenerator) -> None:
 # -- pure parts -------------------------------------------------------------------------------
 
 
-def test_remask_temperature_is_fresh_per_step() -> None:
+def test_remask_temperature_schedules() -> None:
     assert [remask_temperature(1.0, s, 4) for s in range(4)] == [0.75, 0.5, 0.25, 0.0]
     assert remask_temperature(2.0, 1, 4) == 1.0
+    # the reference's in-place t <- t * (1 - (s+1)/T): 0.75, 0.75 * 0.5, 0.375 * 0.25, then * 0
+    compound = [0.75, 0.375, 0.09375, 0.0]
+    assert [remask_temperature(1.0, s, 4, "compound") for s in range(4)] == compound
+    assert [remask_temperature(1.0, s, 4, "reference", first_of_prompt=True) for s in range(4)] == compound
+    assert [remask_temperature(1.0, s, 4, "reference", first_of_prompt=False) for s in range(4)] == [0.0] * 4
+    assert remask_temperature(2.0, 1, 4, "compound") == 0.75
+
+
+def test_schedule_counts() -> None:
     assert num_to_remask(17, 18, 256, 3) == 0 and num_to_remask(0, 18, 256, 0) == 0
     assert num_to_remask(0, 18, 256, 256) == math.floor(256 * math.cos(math.pi / 2 / 18))
+    # half of 256 known at step 0: the clamp decides one token a step for twelve steps
+    assert [num_to_remask(s, 18, 256, 128 - s) for s in range(12)] == list(range(127, 115, -1))
+    assert masked_at(12, 18, 256) == 127  # floor(256 * cos(pi/3)) in float32
+    assert start_step_for(128, 18, 256) == 12 and start_step_for(0, 18, 256) == 18
+    assert start_step_for(256, 18, 256) == 0 and start_step_for(8, 18, 16) == 11  # 9 and 7 tie: earlier
+
+
+def test_reopen_least_confident_tokens() -> None:
+    tokens = np.array([5, 6, 7, 8], dtype=np.int32)
+    confidence = np.array([0.9, 0.2, np.nan, 0.2], dtype=np.float32)
+    assert reopen_least_confident(tokens, confidence, 2).tolist() == [5, UNKNOWN, UNKNOWN, 8]
+    assert reopen_least_confident(tokens, confidence, 3).tolist() == [5, UNKNOWN, UNKNOWN, UNKNOWN]
 
 
 def test_maskgit_step_samples_by_inverse_cdf_and_remasks_lowest_confidence() -> None:
