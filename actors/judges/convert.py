@@ -13,7 +13,8 @@ What changes between the layouts:
   SigLIP-so400m);
 - the source marks the image with a sentinel id that never reaches the tokenizer; the target
   needs a real ``<image>`` token, added to the tokenizer (embedding rows grow if needed);
-- weights are written as safetensors, whatever the source format.
+- weights are written as safetensors, whatever the source format; the source's
+  ``generation_config.json`` is kept (``score: generate`` reads its sampling settings).
 
 Every source weight must be placed: an unknown name stops the conversion instead of being
 dropped, and the result is loaded strictly before it is written.
@@ -32,6 +33,7 @@ from safetensors.torch import load_file
 from transformers import (
     AddedToken,
     AutoTokenizer,
+    GenerationConfig,
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,
     Qwen2Config,
@@ -190,6 +192,8 @@ def convert(src: Path, dst: Path, vision_heads: int = 16, trust_pickle: bool = F
         model.load_state_dict(weights, strict=True, assign=True)
     except RuntimeError as exc:
         raise ValueError(f"{src}: the weights do not fit the model built from config.json: {exc}") from None
+    if (src / "generation_config.json").is_file():  # its sampling settings are what the judge was read with
+        model.generation_config = GenerationConfig.from_pretrained(src)
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     dst.mkdir(parents=True, exist_ok=True)
