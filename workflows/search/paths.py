@@ -136,8 +136,8 @@ class SearchContext:
         return await self._judge().reflect(images, [self.task.prompt] * len(images))
 
     def candidate(self, state: PathState, image: Any, tokens: np.ndarray, **fields: Any) -> Candidate:
-        where = {"prompt": state.prompt, "confidence": state.confidence}
-        return Candidate(state.path_index, state.seed, image, tokens, **where, **fields)
+        carried = {"prompt": state.prompt, "confidence": state.confidence}
+        return Candidate(state.path_index, state.seed, image, tokens, **carried, **fields)
 
     def result(self, candidates: list[Candidate]) -> SearchResult:
         return SearchResult(candidates, self.trace, self.cost)
