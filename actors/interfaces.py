@@ -24,12 +24,31 @@ REFLECT = "reflect"
 
 
 @dataclass(frozen=True)
+class Regeneration:
+    """A new path that starts from a previous image (PARM++): ``ratio`` of its tokens are decided
+    anew. Which tokens are re-opened, and at which schedule step the new path starts, is the
+    generator's business, because both follow from its decoding order: MaskGIT re-opens the tokens
+    it was least sure of (``confidence``, from the previous path's state) and starts at the step
+    whose schedule has that many masked; raster order keeps the first rows and starts at the step
+    that writes the next one."""
+
+    tokens: np.ndarray
+    ratio: float
+    confidence: np.ndarray | None = None
+
+    def reopened(self, units: int) -> int:
+        """How many of ``units`` (tokens, rows) are decided anew."""
+        return min(units, max(0, round(self.ratio * units)))
+
+
+@dataclass(frozen=True)
 class PathSpec:
     """What a new path starts from.
 
-    ``init_tokens`` lets a path begin from a partly decided grid (PARM++ regeneration from the
-    previous image with low-confidence slots set to UNKNOWN); ``start_step`` is the schedule
-    step that grid corresponds to.
+    ``init_tokens`` lets a path begin from a partly decided grid; ``start_step`` is the schedule
+    step that grid corresponds to. ``regenerate_from`` instead leaves both choices to the
+    generator (PARM++). ``image_index`` is which of a prompt's searches the path belongs to: the
+    reference sampler's state carries over between them (``temperature_schedule: reference``).
     """
 
     prompt_id: str
@@ -38,11 +57,15 @@ class PathSpec:
     path_index: int
     init_tokens: np.ndarray | None = None
     start_step: int = 0
+    regenerate_from: Regeneration | None = None
+    image_index: int = 0
 
 
 @dataclass(frozen=True)
 class PathState:
-    """A path between two steps. ``tokens`` is flat (raster order), int32, UNKNOWN where undecided."""
+    """A path between two steps. ``tokens`` is flat (raster order), int32, UNKNOWN where undecided.
+    ``confidence`` (float32, same shape, NaN where undecided) is the probability each token was
+    decided with, kept by generators that re-open their least certain tokens on regeneration."""
 
     prompt_id: str
     prompt: str
@@ -51,6 +74,8 @@ class PathState:
     step: int
     num_steps: int
     tokens: np.ndarray
+    confidence: np.ndarray | None = None
+    image_index: int = 0
 
     @property
     def done(self) -> bool:

@@ -5,8 +5,10 @@ logic, batching, Ray plumbing and the shard writer are tested on them with exact
 expectations. Registered as kind ``toy`` so a recipe can run the whole pipeline on them.
 
 Generator: a path fills ``num_tokens / num_steps`` slots per step (raster order) with values
-in [0, 256) drawn from its own stream. Its image is a flat colour: red = mean of the decided
-tokens, green = 255 * decided fraction, blue = the last decided token.
+in [0, 256) drawn from its own stream. A regeneration keeps the slots of the first
+``num_steps - round(ratio * num_steps)`` steps and starts at the step after them. Its image is
+a flat colour: red = mean of the decided tokens, green = 255 * decided fraction, blue = the
+last decided token.
 Judge: ``outcome``/``process``/``potential`` P(yes) = red / 255; ``clarity`` P(yes) = green / 255;
 P(no) = 1 - P(yes) always.
 
@@ -62,19 +64,15 @@ class ToyGenerator:
             if any(bad in spec.prompt for bad in self.fail_prompts):
                 raise RuntimeError(f"toy generator: prompt {spec.prompt!r} is set to fail")
             tokens = np.full(self.num_tokens, UNKNOWN, dtype=np.int32)
+            step = spec.start_step
             if spec.init_tokens is not None:
                 tokens = np.asarray(spec.init_tokens, dtype=np.int32).copy()
-            states.append(
-                PathState(
-                    spec.prompt_id,
-                    spec.prompt,
-                    spec.seed,
-                    spec.path_index,
-                    spec.start_step,
-                    self.num_steps,
-                    tokens,
-                )
-            )
+            if spec.regenerate_from is not None:  # raster order: keep the first steps' slots
+                step = self.num_steps - spec.regenerate_from.reopened(self.num_steps)
+                kept = step * (self.num_tokens // self.num_steps)
+                tokens[:kept] = np.asarray(spec.regenerate_from.tokens, dtype=np.int32)[:kept]
+            coordinates = (spec.prompt_id, spec.prompt, spec.seed, spec.path_index)
+            states.append(PathState(*coordinates, step, self.num_steps, tokens))
         return states
 
     def _step(self, state: PathState) -> PathState:

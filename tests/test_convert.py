@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerFast
+from transformers import (
+    GenerationConfig,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    PreTrainedTokenizerFast,
+)
 
 from actors.judges.convert import convert, main
 from actors.judges.llava import load_llava_judge
@@ -93,7 +98,22 @@ def source(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
             }
         )
     )
+    GenerationConfig(
+        do_sample=True, top_k=20, top_p=0.8, temperature=0.7, repetition_penalty=1.05
+    ).save_pretrained(src)
     return src, weights
+
+
+def test_converted_checkpoint_keeps_the_sources_sampling_settings(source, tmp_path):
+    """``score: generate`` reads them: they are what the paper's selector sampled with."""
+    src, _ = source
+    convert(src, tmp_path / "out", vision_heads=2)
+    generation = GenerationConfig.from_pretrained(tmp_path / "out")
+    assert (generation.top_k, generation.top_p, generation.repetition_penalty) == (20, 0.8, 1.05)
+    tokenizer = load_llava_judge(
+        JudgeSpec(kind="llava", checkpoint=str(tmp_path / "out"))
+    ).processor.tokenizer
+    assert generation.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
 
 
 def test_converted_checkpoint_loads_with_no_missing_keys(source, tmp_path):

@@ -15,10 +15,15 @@ def share_yes(decider: Decider, question: str, p_yes: float, p_no: float) -> flo
     return sum(votes) / DRAWS
 
 
-def test_threshold_reads_p_yes_only() -> None:
+def test_threshold_decides_clarity_on_one_minus_p_no_and_the_rest_on_p_yes() -> None:
+    """As the sampled rule: an image is clear unless the judge says no, so mass off yes/no
+    counts for clarity; the other questions need a yes."""
     decider = Decider("threshold", threshold=0.5)
     assert decider(0.5, 0.5, path=0, question="clarity", **KEY)
-    assert not decider(0.4, 0.1, path=0, question="clarity", **KEY)  # P(no) low, P(yes) under threshold
+    assert decider(0.4, 0.1, path=0, question="clarity", **KEY)  # 1 - P(no) = 0.9
+    assert not decider(0.4, 0.6, path=0, question="clarity", **KEY)  # 1 - P(no) = 0.4
+    assert not decider(0.4, 0.1, path=0, question="potential", **KEY)  # P(yes) 0.4
+    assert decider(0.5, 0.5, path=0, question="outcome", **KEY)
 
 
 def test_sampled_clarity_is_clear_unless_the_answer_is_no() -> None:
@@ -48,7 +53,8 @@ def test_sampled_decisions_are_keyed_by_the_paths_coordinates() -> None:
 
 
 def test_bad_rules_and_missing_p_no_fail_clearly() -> None:
-    with pytest.raises(ValueError, match="clarity decision needs the judge's P\\(no\\)"):
-        Decider("sample")(0.5, path=0, question="clarity", **KEY)
+    for rule in ("sample", "threshold"):
+        with pytest.raises(ValueError, match=f"{rule}'.*clarity decision needs the judge's P\\(no\\)"):
+            Decider(rule)(0.5, path=0, question="clarity", **KEY)
     with pytest.raises(ValueError, match="unknown decision rule 'vote'"):
         Decider("vote")(0.5, 0.5, path=0, question="outcome", **KEY)

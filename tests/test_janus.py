@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers import JanusForConditionalGeneration
 
-from actors.interfaces import UNKNOWN, Generator, PathSpec, PathState
+from actors.interfaces import UNKNOWN, Generator, PathSpec, PathState, Regeneration
 from actors.janus.generator import JanusGenerator, JanusOptions, fill_preview, load_janus, row_uniforms
 from actors.janus.tiny import janus_tokenizer, realistic_config
 from actors.registry import build_generator
@@ -205,6 +205,29 @@ def test_regeneration_keeps_prefix_and_continues_same_stream(janus64: JanusGener
     assert resumed[0].step == 2 and resumed[0].num_unknown == 52
     done = janus64.advance(resumed, steps=2).states[0]  # steps 2-3 also fill the rows the prefix lacks
     np.testing.assert_array_equal(done.tokens, original)
+
+
+@pytest.mark.parametrize(
+    ("ratio", "rows_kept", "start"), [(0.5, 4, 2), (0.3, 6, 3), (1.0, 0, 0), (0.0, 8, 4)]
+)
+def test_regeneration_keeps_the_first_rows_and_starts_at_the_next(
+    janus64: JanusGenerator, ratio: float, rows_kept: int, start: int
+) -> None:
+    """8 rows written 2 a step: re-opening ``ratio`` keeps the first ``8 - round(8 * ratio)`` rows
+    of the previous image and starts at the step that writes the next row, so no step runs empty
+    and the rest continues the new path's own stream."""
+    previous = run(janus64, [PathSpec("p0", PROMPTS[0], 2, 0)])[0]
+    source = Regeneration(previous, ratio)
+    (state,) = janus64.start([PathSpec("p0", PROMPTS[0], 5, 1, regenerate_from=source)])
+    assert state.step == start and state.num_unknown == 64 - 8 * rows_kept
+    np.testing.assert_array_equal(state.tokens[: 8 * rows_kept], previous[: 8 * rows_kept])
+    if start < janus64.num_steps:
+        one = janus64.advance([state], steps=1).states[0]
+        assert one.num_unknown == 64 - 8 * janus64.rows_after(start) < state.num_unknown
+    finished = janus64.advance([state], steps=janus64.num_steps).states[0]
+    fresh = janus64.start([PathSpec("p0", PROMPTS[0], 5, 1, init_tokens=state.tokens, start_step=start)])
+    expected = janus64.advance(fresh, steps=janus64.num_steps).states[0]
+    np.testing.assert_array_equal(finished.tokens, expected.tokens)
 
 
 def test_bad_options_and_inputs_are_named(janus: JanusGenerator) -> None:

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerFast
+from transformers import (
+    GenerationConfig,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    PreTrainedTokenizerFast,
+)
 
 from actors.interfaces import QUESTIONS
 from actors.judges.chat import render_chat
@@ -45,7 +50,7 @@ def judge(request) -> LlavaJudge:
 def pad_judge() -> LlavaJudge:
     """The default judge: the paper's "pad" layout."""
     judge = load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava"))
-    assert judge.processor.layout == "pad" and judge.identity == "llava(tiny:llava, layout=pad)"
+    assert judge.processor.layout == "pad" and judge.identity == "llava(tiny:llava, layout=pad, score=raw)"
     return judge
 
 
@@ -275,6 +280,39 @@ def test_reflect_is_batched_greedy_and_bounded(images, monkeypatch, layout):
     assert len(lengths) == 1 and lengths[0] <= 4
     assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
     assert texts == [judge.reflect([img], [p])[0] for img, p in zip(images[:3], PROMPTS[:3], strict=True)]
+
+
+@pytest.mark.filterwarnings("ignore:Passing `repetition_penalty`")  # transformers notes the no-op
+def test_generate_score_applies_the_checkpoints_sampling_processors(images, tmp_path: Path):
+    """A checkpoint whose generation config keeps the top 3 tokens and then the top-p 0.6 nucleus:
+    ``generate`` renormalises P(yes), P(no) over what survives, at temperature 1 whatever the config
+    says (the reference's call passes temperature=1) and with no repetition penalty at the first
+    answer token (its processors see no prompt ids); ``raw`` is the plain softmax."""
+    checkpoint = tmp_path / "judge"
+    shutil.copytree(resolve_checkpoint("tiny:llava"), checkpoint)
+    generation = GenerationConfig.from_pretrained(checkpoint)
+    generation.update(do_sample=True, top_k=3, top_p=0.6, temperature=0.25, repetition_penalty=3.0)
+    generation.save_pretrained(checkpoint)
+    raw, generate = (
+        load_llava_judge(JudgeSpec(kind="llava", checkpoint=str(checkpoint), options={"score": score}))
+        for score in ("raw", "generate")
+    )
+    logits = raw.answer_logits(images[:3], PROMPTS[:3], "clarity").double()
+    expected = []
+    for row in logits:
+        top = torch.topk(row, 3)
+        probs = torch.softmax(top.values, -1)
+        kept = int((torch.cumsum(probs, -1) < 0.6).sum()) + 1  # smallest prefix reaching 0.6
+        renormalised = torch.softmax(top.values[:kept], -1).tolist()
+        nucleus = dict(zip(top.indices[:kept].tolist(), renormalised, strict=True))
+        expected.append([nucleus.get(raw.yes_id, 0.0), nucleus.get(raw.no_id, 0.0)])
+    got = generate.ask(images[:3], PROMPTS[:3], "clarity")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    plain = raw.ask(images[:3], PROMPTS[:3], "clarity")
+    np.testing.assert_allclose(plain, torch.softmax(logits, -1)[:, [raw.yes_id, raw.no_id]], rtol=1e-5)
+    assert np.abs(got - plain).max() > 0.1
+    with pytest.raises(ValueError, match="score='sampled'"):
+        load_llava_judge(JudgeSpec(kind="llava", checkpoint="tiny:llava", options={"score": "sampled"}))
 
 
 def test_bad_requests_fail_clearly(judge, images):

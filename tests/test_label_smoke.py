@@ -22,10 +22,8 @@ PER_PROMPT = 2  # search.n x images_per_prompt in configs/smoke.yaml
 def assert_complete(samples: list[dict]) -> None:
     assert sorted({r["prompt"] for r in samples}) == sorted(SMOKE_PROMPTS)
     assert len(samples) == len(SMOKE_PROMPTS) * PER_PROMPT
-    assert all(
-        r["generator"].startswith("showo(tiny:showo") and r["judge"] == "llava(tiny:llava, layout=pad)"
-        for r in samples
-    )
+    judge = "llava(tiny:llava, layout=pad, score=raw)"
+    assert all(r["generator"].startswith("showo(tiny:showo") and r["judge"] == judge for r in samples)
     assert all(r["image"]["bytes"].startswith(b"\x89PNG") for r in samples)
     assert sum(r["selected"] for r in samples) == len(SMOKE_PROMPTS)  # PARM picks one per search
 

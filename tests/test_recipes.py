@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
+from actors.janus.generator import parse_options
+from actors.judges.common import parse_options as parse_judge_options
+from actors.judges.llava import LlavaOptions
 from actors.loading import TINY_BUILDERS, TINY_PREFIX
 from actors.registry import GENERATORS, JUDGES
-from schemas.config import load_config
+from actors.showo.config import ShowoOptions
+from schemas.config import JudgeSpec, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
@@ -70,3 +74,34 @@ def test_recipe_local_input_exists(path: Path) -> None:
     uri = load_config(path).input.uri
     if "://" not in uri and not Path(uri).is_absolute():
         assert (ROOT / uri).exists(), f"{path.name}: input.uri {uri!r} does not exist in the repository"
+
+
+def test_showo_paper_recipe_is_the_papers_setup() -> None:
+    """The values of the paper's PARM run (Image-Generation-CoT main.py defaults and parm.py),
+    parsed by the same option parsers the loaders use."""
+    config = load_config(ROOT / "configs" / "showo_parm.yaml")
+    search = config.search
+    assert (search.strategy, search.n, search.images_per_prompt) == ("parm", 20, 4)
+    assert (search.decision, search.clarity_every) == ("sample", 1)
+    options = ShowoOptions.parse(config.generator.options)
+    assert (options.num_steps, options.guidance_scale, options.temperature) == (18, 1.75, 1.0)
+    assert options.temperature_schedule == "reference" and config.generator.dtype == "float32"
+    assert (options.head_dtype, options.vq_dtype) == (None, None)
+    assert config.generator.checkpoint == "showlab/show-o"
+    assert_reads_the_judge_as_the_paper(config.judge)
+
+
+def test_janus_paper_recipe_reads_the_judge_as_the_paper() -> None:
+    config = load_config(ROOT / "configs" / "janus_parm.yaml")
+    search = config.search
+    assert (search.strategy, search.n, search.images_per_prompt, search.decision) == ("parm", 20, 4, "sample")
+    assert parse_options(config.generator.options).num_steps == 12
+    assert config.generator.checkpoint == "deepseek-community/Janus-Pro-7B"
+    assert_reads_the_judge_as_the_paper(config.judge)
+
+
+def assert_reads_the_judge_as_the_paper(judge: JudgeSpec | None) -> None:
+    """fp16 (LLaVA-NeXT's loader default), scores after the sampling processors, one padded view."""
+    assert judge is not None and judge.dtype == "float16"
+    options = parse_judge_options(judge.options, LlavaOptions, "llava")
+    assert (options.score, options.image_layout) == ("generate", "pad")

@@ -12,13 +12,22 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import get_args
 
 import numpy as np
 import pytest
 
-from actors.interfaces import QUESTIONS, REFLECT, UNKNOWN, Advanced, Finished, PathState, Question
+from actors.interfaces import (
+    QUESTIONS,
+    REFLECT,
+    UNKNOWN,
+    Advanced,
+    Finished,
+    PathSpec,
+    PathState,
+    Question,
+)
 from actors.rng import stream_seed
 from actors.toy import ToyGenerator, ToyJudge
 from schemas.config import SearchConfig, StrategyName, validate_config
@@ -376,7 +385,8 @@ def test_parm_pp_stops_at_the_first_accepted_round() -> None:
     assert rounds[2].prompt == f"{TASK.prompt} fix 2" and rounds[2].selected
     assert [c for c in result.candidates if c.selected] == [rounds[2]]
     assert [(r.round, r.question) for r in result.trace if r.round > 0] == [(1, "outcome"), (2, "outcome")]
-    assert result.cost.nfe == gen.forward_passes == 2 * 6 + 2 * 6
+    # two PARM paths of 6 steps; each regeneration re-opens half, so it runs the last 3 steps
+    assert result.cost.nfe == gen.forward_passes == 2 * 6 + 2 * 3
 
 
 def test_parm_pp_judges_every_round_against_the_users_prompt() -> None:
@@ -397,15 +407,47 @@ def test_parm_pp_never_exceeds_its_rounds(rounds: int) -> None:
     assert result.selected[0].round == rounds
 
 
-def test_parm_pp_regenerates_from_the_previous_tokens_with_a_share_re_masked() -> None:
-    result = run(
-        "parm_pp", ToyGenerator(num_steps=4, num_tokens=40), ToyJudge(), n=2, rounds=1, threshold=1.0
-    )
+def test_parm_pp_regenerates_from_the_previous_image_as_the_generator_orders_it() -> None:
+    """The toy decodes in raster order: with half re-opened it keeps the first two of four steps'
+    slots exactly and runs only the last two steps."""
+    gen = ToyGenerator(num_steps=4, num_tokens=40)
+    result = run("parm_pp", gen, ToyJudge(), n=2, rounds=1, threshold=1.0, remask_ratio=0.5)
     previous = next(c for c in result.candidates if c.round == 0 and c.rank == 0)
     (revised,) = [c for c in result.candidates if c.round == 1]
-    kept = previous.tokens == revised.tokens
-    assert kept.sum() >= 20 and not (revised.tokens == UNKNOWN).any()
+    assert np.array_equal(revised.tokens[:20], previous.tokens[:20])
+    assert np.array_equal(
+        revised.tokens[20:], np.concatenate([toy_draw(TASK.seed, 2, s, 10) for s in (2, 3)])
+    )
+    assert result.cost.nfe == 2 * 4 + 2
     assert revised.path_index == 2 and revised.prompt.startswith(TASK.prompt + " make it redder")
+
+
+def test_parm_pp_hands_the_generator_the_previous_tokens_confidences_and_ratio() -> None:
+    class Recording(ToyGenerator):
+        def __init__(self) -> None:
+            super().__init__()
+            self.specs: list[PathSpec] = []
+
+        def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
+            self.specs.extend(specs)
+            states = super().start(specs)
+            return [replace(s, confidence=np.full(s.tokens.shape, s.path_index / 10)) for s in states]
+
+        def advance(self, states: Sequence[PathState], steps: int = 1, previews: bool = False) -> Advanced:
+            moved = super().advance(states, steps, previews)
+            kept = [
+                replace(new, confidence=old.confidence) for old, new in zip(states, moved.states, strict=True)
+            ]
+            return Advanced(kept, moved.previews)
+
+    gen = Recording()
+    result = run("parm_pp", gen, ToyJudge(), n=2, rounds=1, threshold=1.0, remask_ratio=0.25)
+    previous = next(c for c in result.candidates if c.round == 0 and c.selected is False and c.rank == 0)
+    source = gen.specs[-1].regenerate_from
+    assert source is not None and source.ratio == 0.25
+    assert np.array_equal(source.tokens, previous.tokens)
+    assert np.array_equal(source.confidence, np.full(12, previous.path_index / 10))
+    assert gen.specs[-1].image_index == TASK.image_index
 
 
 # shared properties

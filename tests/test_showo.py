@@ -12,12 +12,19 @@ import torch
 from safetensors.torch import save_file
 from transformers import PhiConfig
 
-from actors.interfaces import UNKNOWN, Generator, PathSpec, PathState
+from actors.interfaces import UNKNOWN, Generator, PathSpec, PathState, Regeneration
 from actors.registry import build_generator
-from actors.showo.config import MagvitConfig, ShowoConfig
+from actors.showo.config import ShowoConfig
 from actors.showo.generator import ShowoGenerator
 from actors.showo.magvit import LookupFreeQuantizer, Magvit2
-from actors.showo.maskgit import maskgit_step, num_to_remask, remask_temperature
+from actors.showo.maskgit import (
+    masked_at,
+    maskgit_step,
+    num_to_remask,
+    remask_temperature,
+    reopen_least_confident,
+    start_step_for,
+)
 from actors.showo.model import ShowoTransformer
 from actors.showo.prompting import TokenIds, omni_attention, text_block
 from actors.showo.tiny import showo_config, tiny_magvit
@@ -139,6 +146,75 @@ def test_init_tokens_are_kept(gen: ShowoGenerator) -> None:
     assert done.done and done.num_unknown == 0 and list(done.tokens[:6]) == [1, 2, 3, 4, 5, 6]
 
 
+def test_states_carry_the_confidence_each_token_was_decided_with(gen: ShowoGenerator) -> None:
+    state = gen.start(specs("a clock", [4]))[0]
+    assert np.isnan(state.confidence).all()
+    earlier = state
+    for _ in range(STEPS):
+        state = gen.advance([earlier], 1).states[0]
+        decided = state.tokens != UNKNOWN
+        assert np.array_equal(np.isnan(state.confidence), ~decided)
+        assert ((state.confidence[decided] > 0) & (state.confidence[decided] <= 1)).all()
+        before = earlier.tokens != UNKNOWN
+        assert np.array_equal(state.confidence[before], earlier.confidence[before])
+        earlier = state
+
+
+def test_regeneration_reopens_the_least_confident_half_and_starts_on_schedule(gen: ShowoGenerator) -> None:
+    """Half of 16 re-opened: the cosine schedule has 9 masked at step 11 and 7 at step 12, so the
+    new path starts at step 11 and unmasks as a fresh path would from there: 7, 6, 5, 4, 2, 1, 0."""
+    done = run(gen, gen.start(specs("a red cat", [3])), [STEPS])[0]
+    source = Regeneration(done.tokens, 0.5, done.confidence)
+    state = gen.start([PathSpec("p", "a red cat", 3, 1, regenerate_from=source)])[0]
+    least = np.argsort(done.confidence, kind="stable")[:8]
+    assert state.step == 11 and sorted(np.flatnonzero(state.tokens == UNKNOWN)) == sorted(least)
+    kept = state.tokens != UNKNOWN
+    assert np.array_equal(state.tokens[kept], done.tokens[kept])
+    assert np.array_equal(state.confidence[kept], done.confidence[kept])
+    unknown = []
+    while not state.done:
+        state = gen.advance([state], 1).states[0]
+        unknown.append(state.num_unknown)
+    assert unknown == [7, 6, 5, 4, 2, 1, 0]
+    with pytest.raises(ValueError, match="confidences"):
+        gen.start([PathSpec("p", "x", 0, 0, regenerate_from=Regeneration(done.tokens, 0.5))])
+
+
+def test_reference_temperature_schedule_silences_every_path_but_the_prompts_first() -> None:
+    """``reference``: path 0 of image 0 re-masks with the compounded noise, any other path by
+    confidence alone, i.e. exactly as with temperature 0."""
+
+    generators: dict[str, ShowoGenerator] = {}
+
+    def tokens(path: int, image: int, temperature: float, schedule: str) -> np.ndarray:
+        key = f"{temperature}/{schedule}"
+        if key not in generators:
+            options = {"temperature": temperature, "temperature_schedule": schedule}
+            generators[key] = build_generator(tiny_spec(max_text_len=TEXT, num_steps=6, **options))
+        g = generators[key]
+        return run(g, g.start([PathSpec("p", "a dog on a bench", 9, path, image_index=image)]), [6])[0].tokens
+
+    assert np.array_equal(tokens(0, 0, 4.0, "reference"), tokens(0, 0, 4.0, "compound"))
+    for path, image in ((1, 0), (0, 1)):
+        assert np.array_equal(tokens(path, image, 4.0, "reference"), tokens(path, image, 0.0, "linear"))
+    assert not np.array_equal(tokens(0, 0, 4.0, "reference"), tokens(0, 0, 0.0, "linear"))
+
+
+def test_per_part_dtypes() -> None:
+    spec = GeneratorSpec(
+        kind="showo",
+        checkpoint="tiny:showo",
+        dtype="bfloat16",
+        options={"max_text_len": TEXT, "num_steps": 2, "head_dtype": "float32", "vq_dtype": "float32"},
+    )
+    g = build_generator(spec)
+    assert g.model.showo.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert g.model.showo.lm_head.weight.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in g.vq.parameters())
+    image = g.finish(run(g, g.start(specs("a cat", [0])), [2]))[0].image
+    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+
+
 def test_guidance_runs_an_empty_prompt_row_per_path(
     gen: ShowoGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,11 +255,32 @@ def test_bad_options_and_states_are_named(gen: ShowoGenerator) -> None:
 # -- pure parts -------------------------------------------------------------------------------
 
 
-def test_remask_temperature_is_fresh_per_step() -> None:
+def test_remask_temperature_schedules() -> None:
     assert [remask_temperature(1.0, s, 4) for s in range(4)] == [0.75, 0.5, 0.25, 0.0]
     assert remask_temperature(2.0, 1, 4) == 1.0
+    # the reference's in-place t <- t * (1 - (s+1)/T): 0.75, 0.75 * 0.5, 0.375 * 0.25, then * 0
+    compound = [0.75, 0.375, 0.09375, 0.0]
+    assert [remask_temperature(1.0, s, 4, "compound") for s in range(4)] == compound
+    assert [remask_temperature(1.0, s, 4, "reference", first_of_prompt=True) for s in range(4)] == compound
+    assert [remask_temperature(1.0, s, 4, "reference", first_of_prompt=False) for s in range(4)] == [0.0] * 4
+    assert remask_temperature(2.0, 1, 4, "compound") == 0.75
+
+
+def test_schedule_counts() -> None:
     assert num_to_remask(17, 18, 256, 3) == 0 and num_to_remask(0, 18, 256, 0) == 0
     assert num_to_remask(0, 18, 256, 256) == math.floor(256 * math.cos(math.pi / 2 / 18))
+    # half of 256 known at step 0: the clamp decides one token a step for twelve steps
+    assert [num_to_remask(s, 18, 256, 128 - s) for s in range(12)] == list(range(127, 115, -1))
+    assert masked_at(12, 18, 256) == 127  # floor(256 * cos(pi/3)) in float32
+    assert start_step_for(128, 18, 256) == 12 and start_step_for(0, 18, 256) == 18
+    assert start_step_for(256, 18, 256) == 0 and start_step_for(8, 18, 16) == 11  # 9 and 7 tie: earlier
+
+
+def test_reopen_least_confident_tokens() -> None:
+    tokens = np.array([5, 6, 7, 8], dtype=np.int32)
+    confidence = np.array([0.9, 0.2, np.nan, 0.2], dtype=np.float32)
+    assert reopen_least_confident(tokens, confidence, 2).tolist() == [5, UNKNOWN, UNKNOWN, 8]
+    assert reopen_least_confident(tokens, confidence, 3).tolist() == [5, UNKNOWN, UNKNOWN, UNKNOWN]
 
 
 def test_maskgit_step_samples_by_inverse_cdf_and_remasks_lowest_confidence() -> None:
@@ -230,133 +327,17 @@ def test_lookup_free_codes_round_trip() -> None:
     assert lfq.latents_to_codes(latents).tolist() == codes.tolist()
 
 
-# -- published key names ----------------------------------------------------------------------
+# -- strict loading (the public key names are pinned in test_manifests.py) ---------------------
 
 
-def public_showo_keys(
-    layers: int, vocab: int, hidden: int, inner: int, head_dim: int
-) -> dict[str, tuple[int, ...]]:
-    """Key names and shapes of ``showlab/show-o`` (Phi under ``showo.``), written out from the
-    reference module tree independently of the code under test."""
-    keys: dict[str, tuple[int, ...]] = {"showo.model.embed_tokens.weight": (vocab, hidden)}
-    for i in range(layers):
-        p = f"showo.model.layers.{i}."
-        for name in ("q_proj", "k_proj", "v_proj", "dense"):
-            keys[f"{p}self_attn.{name}.weight"] = (hidden, hidden)
-            keys[f"{p}self_attn.{name}.bias"] = (hidden,)
-        keys |= {f"{p}mlp.fc1.weight": (inner, hidden), f"{p}mlp.fc1.bias": (inner,)}
-        keys |= {f"{p}mlp.fc2.weight": (hidden, inner), f"{p}mlp.fc2.bias": (hidden,)}
-        keys |= {f"{p}input_layernorm.weight": (hidden,), f"{p}input_layernorm.bias": (hidden,)}
-        for norm in ("q_layernorm", "k_layernorm"):
-            keys |= {f"{p}self_attn.{norm}.weight": (head_dim,), f"{p}self_attn.{norm}.bias": (head_dim,)}
-    keys |= {"showo.model.final_layernorm.weight": (hidden,), "showo.model.final_layernorm.bias": (hidden,)}
-    keys |= {"showo.lm_head.weight": (vocab, hidden), "showo.lm_head.bias": (vocab,)}
-    return keys
-
-
-def _conv(keys: dict, name: str, cout: int, cin: int, k: int) -> None:
-    keys[f"{name}.weight"], keys[f"{name}.bias"] = (cout, cin, k, k), (cout,)
-
-
-def _norm(keys: dict, name: str, c: int) -> None:
-    keys[f"{name}.weight"], keys[f"{name}.bias"] = (c,), (c,)
-
-
-def _resnet(keys: dict, p: str, cin: int, cout: int) -> None:
-    _norm(keys, f"{p}.norm1", cin)
-    _conv(keys, f"{p}.conv1", cout, cin, 3)
-    _norm(keys, f"{p}.norm2", cout)
-    _conv(keys, f"{p}.conv2", cout, cout, 3)
-    if cin != cout:
-        _conv(keys, f"{p}.nin_shortcut", cout, cin, 1)
-
-
-def _attn(keys: dict, p: str, c: int) -> None:
-    _norm(keys, f"{p}.norm", c)
-    for name in ("q", "k", "v", "proj_out"):
-        _conv(keys, f"{p}.{name}", c, c, 1)
-
-
-def _mid(keys: dict, p: str, c: int) -> None:
-    _resnet(keys, f"{p}.block_1", c, c)
-    _attn(keys, f"{p}.attn_1", c)
-    _resnet(keys, f"{p}.block_2", c, c)
-
-
-def public_magvit_keys(cfg: MagvitConfig) -> dict[str, tuple[int, ...]]:
-    """Key names and shapes of ``showlab/magvitv2``, after the reference's encoder, decoder, quantiser."""
-    keys: dict[str, tuple[int, ...]] = {}
-    ch, z = cfg.ch, cfg.z_channels
-    _conv(keys, "encoder.conv_in", ch, cfg.in_channels, 3)
-    cin, res = ch, cfg.resolution
-    for i, (mult, n) in enumerate(zip(cfg.encoder_ch_mult, cfg.encoder_num_res_blocks, strict=True)):
-        for j in range(n):
-            _resnet(keys, f"encoder.down.{i}.block.{j}", cin, ch * mult)
-            cin = ch * mult
-            if res in cfg.attn_resolutions:
-                _attn(keys, f"encoder.down.{i}.attn.{j}", cin)
-        if i != len(cfg.encoder_ch_mult) - 1:
-            _conv(keys, f"encoder.down.{i}.downsample.conv", cin, cin, 3)
-            res //= 2
-    _mid(keys, "encoder.mid", cin)
-    _norm(keys, "encoder.norm_out", cin)
-    _conv(keys, "encoder.conv_out", z, cin, 3)
-    _conv(keys, "encoder.quant_conv", z, z, 1)
-    levels = len(cfg.decoder_ch_mult)
-    cin, res = ch * cfg.decoder_ch_mult[-1], cfg.resolution // 2 ** (levels - 1)
-    _conv(keys, "decoder.conv_in", cin, z, 3)
-    _mid(keys, "decoder.mid", cin)
-    for i in reversed(range(levels)):
-        for j in range(cfg.decoder_num_res_blocks[i]):
-            _resnet(keys, f"decoder.up.{i}.block.{j}", cin, ch * cfg.decoder_ch_mult[i])
-            cin = ch * cfg.decoder_ch_mult[i]
-            if res in cfg.attn_resolutions:
-                _attn(keys, f"decoder.up.{i}.attn.{j}", cin)
-        if i != 0:
-            _conv(keys, f"decoder.up.{i}.upsample.conv", cin, cin, 3)
-            res *= 2
-    _norm(keys, "decoder.norm_out", cin)
-    _conv(keys, "decoder.conv_out", cfg.out_channels, cin, 3)
-    _conv(keys, "decoder.post_quant_conv", z, z, 1)
-    keys["quantize.embedding"], keys["quantize.power_vals"] = (2**z, z), (z,)
-    return keys
-
-
-def shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
-
-
-def test_published_sizes_have_the_published_key_names() -> None:
-    config = showo_config(50295, 13, num_vq_tokens=256)
-    assert config.vocab_size == 58498
-    with torch.device("meta"):
-        showo, vq = ShowoTransformer(config, PhiConfig()), Magvit2(MagvitConfig())
-    assert shapes(showo) == public_showo_keys(24, 58498, 2048, 8192, 64)
-    magvit = public_magvit_keys(MagvitConfig())
-    assert shapes(vq) == magvit
-    for name in (
-        "showo.model.layers.23.self_attn.dense.weight",
-        "encoder.down.1.block.0.nin_shortcut.weight",
-        "encoder.down.3.downsample.conv.weight",
-        "decoder.up.4.upsample.conv.weight",
-        "decoder.up.3.block.0.nin_shortcut.weight",
-        "quantize.power_vals",
-    ):
-        assert name in magvit or name in public_showo_keys(24, 58498, 2048, 8192, 64), name
-    assert not any(".attn.0." in k for k in magvit)  # attention only in the middle at 256 px
-
-
-def test_tiny_tree_from_public_names_loads_strictly(tmp_path: Path) -> None:
+def test_strict_loading_names_missing_and_unexpected_keys(tmp_path: Path) -> None:
     cfg, config = tiny_magvit(), showo_config(64, 6, num_vq_tokens=16)
     phi = PhiConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
-    for module, keys in (
-        (ShowoTransformer(config, phi), public_showo_keys(2, config.vocab_size, 32, 64, 8)),
-        (Magvit2(cfg), public_magvit_keys(cfg)),
-    ):
-        state = {k: torch.randn(shape) for k, shape in keys.items()}
+    for module in (ShowoTransformer(config, phi), Magvit2(cfg)):
+        state = {k: torch.randn(v.shape).to(v.dtype) for k, v in module.state_dict().items()}
         save_file(state, tmp_path / "model.safetensors")
         load_strict(module, tmp_path, trust_pickle=False)
-        first = next(iter(keys))
+        first = next(iter(state))
         assert torch.equal(module.state_dict()[first], state[first])
         renamed = {("x" + k if k == first else k): v for k, v in state.items()}
         save_file(renamed, tmp_path / "model.safetensors")

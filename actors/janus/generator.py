@@ -36,8 +36,10 @@ above it (the last generated row stretched down; code 0 where nothing is above),
 VQ decoder so the judge sees a full-size image. Pixels map from the decoder's [-1, 1] to uint8 as
 Janus's own sampling script does.
 
-Regeneration (``PathSpec.init_tokens``): raster order can only continue a prefix, so the codes
-before the first UNKNOWN are kept and everything after it is regenerated.
+Regeneration. Raster order can only continue a prefix. ``PathSpec.regenerate_from`` with ratio
+``r`` (PARM++) keeps the first ``rows - round(r * rows)`` token rows of the previous image and
+starts at the step that writes the next row, so no step runs empty; ``PathSpec.init_tokens``
+keeps the codes before the first UNKNOWN and starts at ``start_step``.
 """
 
 from __future__ import annotations
@@ -151,18 +153,35 @@ class JanusGenerator:
         if not 0 <= spec.start_step <= self.num_steps:
             raise ValueError(f"{where}: start_step {spec.start_step} outside 0..{self.num_steps}")
         tokens = np.full(self.num_tokens, UNKNOWN, dtype=np.int32)
-        if spec.init_tokens is not None:
-            init = np.asarray(spec.init_tokens, dtype=np.int32).reshape(-1)
-            if init.size != self.num_tokens:
-                raise ValueError(f"{where}: init_tokens has {init.size} codes, expected {self.num_tokens}")
-            codes = self.model.config.vq_config.num_embeddings
-            if ((init < UNKNOWN) | (init >= codes)).any():
-                raise ValueError(f"{where}: init_tokens outside [0, {codes}) and UNKNOWN")
+        step = spec.start_step
+        if spec.regenerate_from is not None:
+            init = self._checked_codes(spec.regenerate_from.tokens, where)
+            rows = self.width - spec.regenerate_from.reopened(self.width)
+            tokens[: rows * self.width] = init[: rows * self.width]
+            step = sum(1 for s in range(self.num_steps) if self.rows_after(s) <= rows)
+        elif spec.init_tokens is not None:
+            init = self._checked_codes(spec.init_tokens, where)
             keep = generated_length(init)
             tokens[:keep] = init[:keep]
         return PathState(
-            spec.prompt_id, spec.prompt, spec.seed, spec.path_index, spec.start_step, self.num_steps, tokens
+            spec.prompt_id,
+            spec.prompt,
+            spec.seed,
+            spec.path_index,
+            step,
+            self.num_steps,
+            tokens,
+            image_index=spec.image_index,
         )
+
+    def _checked_codes(self, codes: np.ndarray, where: str) -> np.ndarray:
+        init = np.asarray(codes, dtype=np.int32).reshape(-1)
+        if init.size != self.num_tokens:
+            raise ValueError(f"{where}: init_tokens has {init.size} codes, expected {self.num_tokens}")
+        size = self.model.config.vq_config.num_embeddings
+        if ((init < UNKNOWN) | (init >= size)).any():
+            raise ValueError(f"{where}: init_tokens outside [0, {size}) and UNKNOWN")
+        return init
 
     @torch.inference_mode()
     def advance(self, states: Sequence[PathState], steps: int = 1, previews: bool = False) -> Advanced:

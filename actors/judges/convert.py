@@ -13,7 +13,8 @@ What changes between the layouts:
   SigLIP-so400m);
 - the source marks the image with a sentinel id that never reaches the tokenizer; the target
   needs a real ``<image>`` token, added to the tokenizer (embedding rows grow if needed);
-- weights are written as safetensors, whatever the source format.
+- weights are written as safetensors, whatever the source format; the source's
+  ``generation_config.json`` is kept (``score: generate`` reads its sampling settings).
 
 Every source weight must be placed: an unknown name stops the conversion instead of being
 dropped, and the result is loaded strictly before it is written.
@@ -32,6 +33,7 @@ from safetensors.torch import load_file
 from transformers import (
     AddedToken,
     AutoTokenizer,
+    GenerationConfig,
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,
     Qwen2Config,
@@ -123,6 +125,46 @@ def grow_vocab(weights: dict[str, torch.Tensor], rows: int) -> None:
         weights[key] = torch.cat([old, extra])
 
 
+def convert_weights(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Source weights under their transformers names (LLaVA-NeXT may tie the output layer to the
+    embeddings, in which case the output layer is written out)."""
+    weights = {new: value for key, value in raw.items() if (new := rename_key(key)) is not None}
+    weights.setdefault("lm_head.weight", weights["model.language_model.embed_tokens.weight"].clone())
+    return weights
+
+
+def target_config(
+    source: dict[str, object],
+    raw: dict[str, torch.Tensor],
+    vision_heads: int,
+    token_ids: tuple[int, int],
+    rows: int,
+    where: str,
+) -> LlavaOnevisionConfig:
+    """The LLaVA-OneVision config of a source checkpoint: its text fields, its vision tower's shape
+    read from the weights, ``token_ids`` of ``<image>`` and ``<video>``, ``rows`` vocabulary rows."""
+    known_text = set(Qwen2Config().to_dict()) | {"rope_theta", "rope_scaling"}
+    text = {k: v for k, v in source.items() if k in known_text and not k.startswith("_")}
+    text.update(model_type="qwen2", vocab_size=rows, tie_word_embeddings=False)
+    vision = vision_config(raw, vision_heads)
+    aspect = str(source.get("image_aspect_ratio", "anyres_max_9"))
+    if not aspect.startswith("anyres_max_"):
+        raise ValueError(f"{where}: image_aspect_ratio {aspect!r} is not an anyres_max_N layout")
+    pinpoints = read_pinpoints(
+        source.get("image_grid_pinpoints", "(1x1),...,(6x6)"), int(vision["image_size"]), where
+    )
+    return LlavaOnevisionConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_index=token_ids[0],
+        video_token_index=token_ids[1],
+        image_grid_pinpoints=pinpoints,
+        vision_aspect_ratio=aspect,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+    )
+
+
 def convert(src: Path, dst: Path, vision_heads: int = 16, trust_pickle: bool = False) -> None:
     config_path = src / "config.json"
     try:
@@ -130,8 +172,7 @@ def convert(src: Path, dst: Path, vision_heads: int = 16, trust_pickle: bool = F
     except FileNotFoundError:
         raise ValueError(f"{config_path}: not found (expected a LLaVA-NeXT checkpoint folder)") from None
     raw = load_source_weights(src, trust_pickle)
-    weights = {new: value for key, value in raw.items() if (new := rename_key(key)) is not None}
-    weights.setdefault("lm_head.weight", weights["model.language_model.embed_tokens.weight"].clone())
+    weights = convert_weights(raw)
 
     tokenizer = AutoTokenizer.from_pretrained(src)
     missing = [t for t in EXTRA_TOKENS if t not in tokenizer.get_vocab()]
@@ -143,39 +184,25 @@ def convert(src: Path, dst: Path, vision_heads: int = 16, trust_pickle: bool = F
         rows = -(-len(tokenizer) // 64) * 64
         grow_vocab(weights, rows)
 
-    known_text = set(Qwen2Config().to_dict()) | {"rope_theta", "rope_scaling"}
-    text = {k: v for k, v in source.items() if k in known_text and not k.startswith("_")}
-    text.update(model_type="qwen2", vocab_size=rows, tie_word_embeddings=False)
-    vision = vision_config(raw, vision_heads)
-    aspect = str(source.get("image_aspect_ratio", "anyres_max_9"))
-    if not aspect.startswith("anyres_max_"):
-        raise ValueError(f"{config_path}: image_aspect_ratio {aspect!r} is not an anyres_max_N layout")
-    tile = int(vision["image_size"])
-    pinpoints = read_pinpoints(source.get("image_grid_pinpoints", "(1x1),...,(6x6)"), tile, str(config_path))
-    config = LlavaOnevisionConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
-        image_grid_pinpoints=pinpoints,
-        vision_aspect_ratio=aspect,
-        vision_feature_select_strategy="full",
-        vision_feature_layer=-1,
-    )
+    image_id, video_id = (tokenizer.convert_tokens_to_ids(t) for t in EXTRA_TOKENS)
+    config = target_config(source, raw, vision_heads, (image_id, video_id), rows, str(config_path))
     with torch.device("meta"):
         model = LlavaOnevisionForConditionalGeneration(config)
     try:
         model.load_state_dict(weights, strict=True, assign=True)
     except RuntimeError as exc:
         raise ValueError(f"{src}: the weights do not fit the model built from config.json: {exc}") from None
+    if (src / "generation_config.json").is_file():  # its sampling settings are what the judge was read with
+        model.generation_config = GenerationConfig.from_pretrained(src)
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     dst.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dst)
     tokenizer.save_pretrained(dst)
+    tile = config.vision_config.image_size
     LlavaOnevisionImageProcessorPil(
         size={"height": tile, "width": tile},
-        image_grid_pinpoints=pinpoints,
+        image_grid_pinpoints=config.image_grid_pinpoints,
         image_mean=SIGLIP_MEAN_STD,
         image_std=SIGLIP_MEAN_STD,
     ).save_pretrained(dst)

@@ -3,18 +3,21 @@
 A score is the pair of full-vocabulary softmax probabilities of the tokens ``yes`` and ``no``
 at the first answer position (they need not sum to one), read from ONE forward pass over
 the whole left-padded batch: no sampling loop, so a score is deterministic and a batch costs
-one model call however many questions it holds.
+one model call however many questions it holds. Option ``score: generate`` takes the softmax
+after the logits processors of the checkpoint's generation config instead, as the paper's code
+reads P(yes) from the scores of ``generate(do_sample=True, temperature=1, output_scores=True)``.
 Whether a score counts as yes is decided elsewhere (``workflows.search.decision``).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import LlavaOnevisionForConditionalGeneration
+from transformers import LlavaOnevisionForConditionalGeneration, LogitsProcessorList
 
 from actors.interfaces import Question
 from actors.judges.chat import render_chat
@@ -33,6 +36,27 @@ class LlavaOptions:
     """How an image becomes features: "pad" (one padded square view, 730 tokens at 384 px) is
     how the paper's selector scored; "anyres" (base view plus tiles) is how the judges were
     trained. See ``actors.judges.processor``."""
+    score: str = "raw"
+    """"raw": the softmax of the answer logits. "generate": the softmax after the generation
+    config's logits processors (top-k, top-p, ...), the numbers the paper's selector read."""
+
+
+SCORES = ("raw", "generate")
+REFERENCE_TOP_K = 50
+"""The top-k transformers 4.x sampled with when a generation config set none (the paper's code
+ran on 4.x; 5.x applies no top-k then)."""
+
+
+def reference_processors(model: LlavaOnevisionForConditionalGeneration) -> LogitsProcessorList:
+    """transformers' own processors for the reference's call: the checkpoint's generation config
+    with ``do_sample=True, temperature=1`` as the call passes them. They run on logits alone: the
+    reference generates from embeddings, so its processors see no prompt ids (a repetition
+    penalty, for one, has nothing to penalise at the first answer token)."""
+    config = copy.deepcopy(model.generation_config)
+    config.update(do_sample=True, temperature=1.0)
+    if config.top_k is None:
+        config.top_k = REFERENCE_TOP_K
+    return model._get_logits_processor(generation_config=config, model_kwargs={})
 
 
 def answer_token_id(tokenizer, word: str) -> int:
@@ -76,6 +100,9 @@ class LlavaJudge:
         self.yes_id = answer_token_id(tokenizer, "yes")
         self.no_id = answer_token_id(tokenizer, "no")
         self.end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if options.score not in SCORES:
+            raise ValueError(f"judge llava: option score={options.score!r}; known: {', '.join(SCORES)}")
+        self.processors = reference_processors(model) if options.score == "generate" else None
 
     def _inputs(
         self, images: Sequence[np.ndarray], prompts: Sequence[str], name: str
@@ -100,7 +127,11 @@ class LlavaJudge:
     def ask(self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question) -> np.ndarray:
         if not images:
             return np.zeros((0, 2), dtype=np.float64)
-        probs = torch.softmax(self.answer_logits(images, prompts, question), dim=-1)
+        logits = self.answer_logits(images, prompts, question)
+        if self.processors is not None:
+            no_prompt_ids = torch.zeros((logits.shape[0], 0), dtype=torch.long, device=logits.device)
+            logits = self.processors(no_prompt_ids, logits)
+        probs = torch.softmax(logits, dim=-1)
         return probs[:, [self.yes_id, self.no_id]].cpu().double().numpy()
 
     def reflect(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[str]:
@@ -132,5 +163,5 @@ def load_llava_judge(spec: JudgeSpec) -> LlavaJudge:
     )
     model.to(where.device).eval()
     processor = LlavaImageProcessor.from_pretrained(where.path, model.config, options.image_layout)
-    identity = f"llava({spec.checkpoint}, layout={options.image_layout})"
+    identity = f"llava({spec.checkpoint}, layout={options.image_layout}, score={options.score})"
     return LlavaJudge(model, processor, load_questions(spec.questions), identity, options)

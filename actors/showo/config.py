@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -121,6 +121,17 @@ class ShowoOptions(BaseModel):
     num_steps: int = Field(18, ge=1, description="MaskGIT steps")
     guidance_scale: float = Field(1.75, ge=0, description="g in (1+g)*cond - g*uncond; 0 disables CFG")
     temperature: float = Field(1.0, ge=0, description="Gumbel re-masking noise at step 0")
+    temperature_schedule: Literal["linear", "compound", "reference"] = Field(
+        "linear",
+        description="re-masking noise over steps: linear (fresh each step), compound (the reference's "
+        "in-place product), reference (compound on a prompt's first path, none after it)",
+    )
+    head_dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="LM head dtype (float32 under a bfloat16 backbone); None: the generator's dtype"
+    )
+    vq_dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="MAGVIT-v2 decoder dtype; None: the generator's dtype"
+    )
     resolution: int | None = Field(None, ge=1, description="pixels per side; None: the checkpoint's own")
     max_text_len: int = Field(128, ge=1, description="text tokens kept (the reference's max_seq_length)")
     vq_checkpoint: str | None = Field(

@@ -26,11 +26,18 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, PhiConfig, PreTrainedTokenizerBase
 
-from actors.interfaces import UNKNOWN, Advanced, Finished, PathSpec, PathState
+from actors.interfaces import UNKNOWN, Advanced, Finished, PathSpec, PathState, Regeneration
 from actors.loading import check_weights_format, pick_device, pick_dtype, resolve_checkpoint
 from actors.showo.config import GridShape, MagvitConfig, ShowoConfig, ShowoOptions, grid_for
 from actors.showo.magvit import Magvit2
-from actors.showo.maskgit import maskgit_step, num_to_remask, path_uniforms, remask_temperature
+from actors.showo.maskgit import (
+    maskgit_step,
+    num_to_remask,
+    path_uniforms,
+    remask_temperature,
+    reopen_least_confident,
+    start_step_for,
+)
 from actors.showo.model import ShowoTransformer
 from actors.showo.prompting import TokenIds, omni_attention, t2i_sequences, text_block
 from actors.showo.weights import load_strict, local_dir
@@ -79,9 +86,11 @@ class ShowoGenerator:
             active = [i for i, s in enumerate(current) if not s.done]
             if not active:
                 break
-            sampled, tokens = self._step([current[i] for i in active])
+            sampled, tokens, confidence = self._step([current[i] for i in active])
             for row, i in enumerate(active):
-                current[i] = replace(current[i], step=current[i].step + 1, tokens=tokens[row])
+                current[i] = replace(
+                    current[i], step=current[i].step + 1, tokens=tokens[row], confidence=confidence[row]
+                )
                 predicted[i] = sampled[row]
         if not previews:
             return Advanced(current, None)
@@ -105,14 +114,39 @@ class ShowoGenerator:
         where = f"path {spec.prompt_id}/{spec.path_index}"
         if not 0 <= spec.start_step <= self.num_steps:
             raise ValueError(f"{where}: start_step {spec.start_step} outside 0..{self.num_steps}")
-        if spec.init_tokens is None:
+        confidence = np.full(self.num_tokens, np.nan, dtype=np.float32)
+        step = spec.start_step
+        if spec.regenerate_from is not None:
+            tokens, confidence, step = self._regeneration(spec.regenerate_from, where)
+        elif spec.init_tokens is None:
             tokens = np.full(self.num_tokens, UNKNOWN, dtype=np.int32)
         else:
             tokens = np.asarray(spec.init_tokens, dtype=np.int32).reshape(-1).copy()
         state = PathState(
-            spec.prompt_id, spec.prompt, spec.seed, spec.path_index, spec.start_step, self.num_steps, tokens
+            spec.prompt_id,
+            spec.prompt,
+            spec.seed,
+            spec.path_index,
+            step,
+            self.num_steps,
+            tokens,
+            confidence=confidence,
+            image_index=spec.image_index,
         )
         return self._checked(state)
+
+    def _regeneration(self, previous: Regeneration, where: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """Re-open the tokens the previous path was least sure of, and start where the schedule has
+        that many masked, so the new path spends its steps as a fresh one would at that point."""
+        if previous.confidence is None:
+            raise ValueError(f"{where}: Show-o regenerates from the previous path's token confidences")
+        confidence = np.asarray(previous.confidence, dtype=np.float32).reshape(-1)
+        if confidence.shape != (self.num_tokens,):
+            raise ValueError(f"{where}: {confidence.shape} confidences for {self.num_tokens} tokens")
+        count = previous.reopened(self.num_tokens)
+        tokens = reopen_least_confident(previous.tokens.reshape(-1), confidence, count)
+        kept = np.where(tokens == UNKNOWN, np.float32(np.nan), confidence)
+        return tokens, kept, start_step_for(count, self.num_steps, self.num_tokens)
 
     def _checked(self, state: PathState) -> PathState:
         where = f"path {state.prompt_id}/{state.path_index}"
@@ -145,8 +179,9 @@ class ShowoGenerator:
         return blocks, pads
 
     @torch.inference_mode()
-    def _step(self, states: list[PathState]) -> tuple[np.ndarray, np.ndarray]:
-        """One MaskGIT step for paths at any steps; returns (predicted grids, re-masked grids)."""
+    def _step(self, states: list[PathState]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One MaskGIT step for paths at any steps; returns (predicted grids, re-masked grids, the
+        confidences of the decided tokens)."""
         guided = self.options.guidance_scale > 0
         prompts = [s.prompt for s in states] + ([""] * len(states) if guided else [])
         blocks, pads = self._text_blocks(prompts)
@@ -164,7 +199,7 @@ class ShowoGenerator:
             logits = (1 + g) * cond - g * uncond
         uniforms = torch.stack([path_uniforms(s.seed, s.path_index, s.step, self.num_tokens) for s in states])
         counts = [num_to_remask(s.step, s.num_steps, self.num_tokens, s.num_unknown) for s in states]
-        temps = [remask_temperature(self.options.temperature, s.step, s.num_steps) for s in states]
+        temps = [self._temperature(s) for s in states]
         result = maskgit_step(
             logits.softmax(-1),
             tokens,
@@ -172,9 +207,19 @@ class ShowoGenerator:
             torch.tensor(counts, device=self.device),
             torch.tensor(temps, dtype=torch.float32, device=self.device),
         )
-        return (
-            result.sampled.to(torch.int32).cpu().numpy(),
-            result.tokens.to(torch.int32).cpu().numpy(),
+        tokens_out = result.tokens.to(torch.int32).cpu().numpy()
+        decided_now = (tokens_out != UNKNOWN) & (np.stack([s.tokens for s in states]) == UNKNOWN)
+        confidence = np.where(decided_now, result.chosen.float().cpu().numpy(), self._confidences(states))
+        return result.sampled.to(torch.int32).cpu().numpy(), tokens_out, confidence.astype(np.float32)
+
+    def _confidences(self, states: list[PathState]) -> np.ndarray:
+        blank = np.full(self.num_tokens, np.nan, dtype=np.float32)
+        return np.stack([blank if s.confidence is None else s.confidence for s in states])
+
+    def _temperature(self, state: PathState) -> float:
+        first = state.image_index == 0 and state.path_index == 0
+        return remask_temperature(
+            self.options.temperature, state.step, state.num_steps, self.options.temperature_schedule, first
         )
 
     @torch.inference_mode()
@@ -219,8 +264,14 @@ def load_showo(spec: GeneratorSpec) -> ShowoGenerator:
         vq = Magvit2(magvit)
     load_strict(model, root, spec.trust_pickle)
     load_strict(vq, vq_root, spec.trust_pickle)
+    model.to(dtype)
+    if options.head_dtype is not None:
+        model.showo.lm_head.to(getattr(torch, options.head_dtype))
+    vq_dtype = getattr(torch, options.vq_dtype) if options.vq_dtype else dtype
+    vq.to(vq_dtype)
     identity = (
         f"showo({spec.checkpoint}; vq={vq_label}; steps={options.num_steps}; "
-        f"g={options.guidance_scale}; t={options.temperature}; res={options.resolution or 'native'})"
+        f"g={options.guidance_scale}; t={options.temperature}/{options.temperature_schedule}; "
+        f"res={options.resolution or 'native'}; head={options.head_dtype or dtype}; vq={vq_dtype})"
     )
-    return ShowoGenerator(model.to(dtype), vq.to(dtype), tokenizer, options, identity)
+    return ShowoGenerator(model, vq, tokenizer, options, identity)

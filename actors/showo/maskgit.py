@@ -6,17 +6,19 @@ by inverse CDF on those uniforms, which is multinomial sampling without a shared
 
 Re-masking follows the reference (MUSE/MaskGIT): after step s of T, ``floor(N * cos(pi/2 *
 (s+1)/T))`` slots, at least one and fewer than the slots that were unknown, go back to the mask,
-chosen as the lowest ``log p + tau * gumbel`` with ``tau = temperature * (1 - (s+1)/T)``. Unlike
-the reference, ``tau`` is computed afresh from the base temperature for every path and step; it
-is never multiplied into itself across steps. Known (given) slots are never re-masked. The
-last step re-masks nothing, so a finished path has every slot decided.
+chosen as the lowest ``log p + tau * gumbel``; ``tau`` follows the option ``temperature_schedule``
+(:func:`remask_temperature`: parmflow's fresh ``temperature * (1 - (s+1)/T)`` by default, or the
+reference's compounding). Known (given) slots are never re-masked. The last step re-masks
+nothing, so a finished path has every slot decided.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 import torch
 
 from actors.interfaces import UNKNOWN
@@ -29,15 +31,63 @@ def cosine_mask_ratio(progress: float) -> float:
     return float(torch.cos(torch.tensor(progress, dtype=torch.float32) * math.pi * 0.5))
 
 
+def masked_at(step: int, num_steps: int, num_tokens: int) -> int:
+    """Slots the schedule has masked when ``step`` begins (``num_tokens`` at step 0)."""
+    return math.floor(num_tokens * cosine_mask_ratio(step / num_steps))
+
+
 def num_to_remask(step: int, num_steps: int, num_tokens: int, num_unknown: int) -> int:
     if step + 1 >= num_steps or num_unknown == 0:
         return 0
-    scheduled = math.floor(num_tokens * cosine_mask_ratio((step + 1) / num_steps))
-    return max(1, min(num_unknown - 1, scheduled))
+    return max(1, min(num_unknown - 1, masked_at(step + 1, num_steps, num_tokens)))
 
 
-def remask_temperature(temperature: float, step: int, num_steps: int) -> float:
-    return temperature * (1.0 - (step + 1) / num_steps)
+def start_step_for(num_unknown: int, num_steps: int, num_tokens: int) -> int:
+    """The schedule step whose masked count is closest to ``num_unknown`` (ties: the earlier step,
+    which leaves more steps). A grid with half its slots known started at step 0 would decide one
+    slot per step until the cosine schedule caught up (the clamp in :func:`num_to_remask`) and
+    then spend all its compute in the last few steps."""
+    if num_unknown == 0:
+        return num_steps
+    return min(range(num_steps), key=lambda s: (abs(masked_at(s, num_steps, num_tokens) - num_unknown), s))
+
+
+def reopen_least_confident(tokens: np.ndarray, confidence: np.ndarray, count: int) -> np.ndarray:
+    """``tokens`` with the ``count`` slots decided with the lowest probability set back to UNKNOWN
+    (ties: the lower slot first; a slot without a confidence counts as least certain)."""
+    order = np.argsort(np.nan_to_num(confidence, nan=-np.inf), kind="stable")
+    out = np.asarray(tokens, dtype=np.int32).copy()
+    out[order[:count]] = UNKNOWN
+    return out
+
+
+TemperatureSchedule = Literal["linear", "compound", "reference"]
+
+
+def remask_temperature(
+    temperature: float,
+    step: int,
+    num_steps: int,
+    schedule: TemperatureSchedule = "linear",
+    first_of_prompt: bool = True,
+) -> float:
+    """Scale of the Gumbel noise that re-masking adds to the log-confidences at ``step``.
+
+    ``linear``: ``temperature * (1 - (step+1)/T)``, fresh every step. ``compound``: the reference's
+    in-place update ``t <- t * (1 - (s+1)/T)`` applied at steps 0..step. ``reference``: what the
+    paper's PARM script does with that update, which it never resets: the first path of a prompt
+    compounds, and since the factor reaches 0 at its last step every later path (later searches of
+    the prompt too) re-masks by confidence alone. All three are pure functions of the path's
+    coordinates, so a path's result never depends on which paths ran before it."""
+    if schedule == "linear":
+        return temperature * (1.0 - (step + 1) / num_steps)
+    if schedule == "reference" and not first_of_prompt:
+        return 0.0
+    if schedule in ("compound", "reference"):
+        for s in range(step + 1):
+            temperature = temperature * (1.0 - (s + 1) / num_steps)
+        return temperature
+    raise ValueError(f"unknown temperature_schedule {schedule!r}; known: linear, compound, reference")
 
 
 def path_uniforms(seed: int, path_index: int, step: int, num_tokens: int) -> torch.Tensor:
@@ -52,6 +102,8 @@ class StepResult:
     """(B, N) the full predicted grid: known slots kept, unknown slots filled with this step's samples."""
     tokens: torch.Tensor
     """(B, N) the grid after re-masking (UNKNOWN where masked again)."""
+    chosen: torch.Tensor
+    """(B, N) the probability of each slot's token in ``sampled``."""
 
 
 def maskgit_step(
@@ -76,4 +128,4 @@ def maskgit_step(
     confidence = confidence.masked_fill(~unknown, math.inf)
     cutoff = confidence.sort(dim=-1).values.gather(-1, remask_counts[:, None])
     remask = confidence < cutoff
-    return StepResult(sampled=sampled, tokens=torch.where(remask, UNKNOWN, sampled))
+    return StepResult(sampled=sampled, tokens=torch.where(remask, UNKNOWN, sampled), chosen=chosen)

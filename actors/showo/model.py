@@ -38,9 +38,10 @@ class ShowoTransformer(nn.Module):
     def forward(self, input_ids: torch.Tensor, allowed: torch.Tensor, logits_from: int) -> torch.Tensor:
         """Logits of positions ``logits_from:`` for ``input_ids`` (B, L) under ``allowed`` (B, L, L) bool
         (query row may attend to key column). Only the image slots' logits are ever needed, so the
-        LM head runs on those alone."""
+        LM head runs on those alone, in its own dtype (it may be kept in fp32 under a bf16 body)."""
         dtype = self.showo.model.embed_tokens.weight.dtype
         additive = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
         additive.masked_fill_(~allowed, torch.finfo(dtype).min)
         hidden = self.showo.model(input_ids=input_ids, attention_mask=additive[:, None]).last_hidden_state
-        return self.showo.lm_head(hidden[:, logits_from:])
+        head = self.showo.lm_head
+        return head(hidden[:, logits_from:].to(head.weight.dtype))

@@ -2,13 +2,13 @@
 
 Each round checks the currently selected image with the outcome question; on "yes" the
 search stops, on "no" the judge writes a reflection and one new path regenerates from the
-original prompt extended by that reflection. The new path starts from the previous image's
-tokens with the share ``cfg.remask_ratio`` of them set back to UNKNOWN, chosen from the new
-path's own stream (1.0: regenerate from scratch). It starts at step 0 with those tokens
-kept, so the generator's whole schedule refills exactly the re-masked slots whatever its
-schedule shape; mapping the unknown share onto a later schedule step is model-specific and
-left to the generator. The round-0 check reuses PARM's outcome judgment of the selected image
-(same image, same question), so no judge call is spent twice.
+original prompt extended by that reflection. The new path starts from the previous image with
+the share ``cfg.remask_ratio`` of it to decide anew (1.0: from scratch). Which tokens, and the
+schedule step to start at, the generator chooses, because both follow from its decoding order
+(``actors.interfaces.Regeneration``): Show-o re-opens its least confident tokens and starts
+where its cosine schedule has that many masked; Janus keeps the first rows. The round-0 check
+reuses PARM's outcome judgment of the selected image (same image, same question), so no judge
+call is spent twice.
 
 The last image produced is the result (the paper stops after at most three rounds and keeps
 what it has); ranks are within a round, and every round's image is kept as a candidate with
@@ -19,10 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
-from actors.interfaces import REFLECT, UNKNOWN
-from actors.rng import stream_seed
+from actors.interfaces import REFLECT, Regeneration
 from schemas.config import SearchConfig
 from workflows.search import parm
 from workflows.search.paths import SearchContext
@@ -56,7 +53,8 @@ async def _regenerate(ctx: SearchContext, previous: Candidate, round: int) -> Ca
     (reflection,) = await ctx.reflect([previous.image])
     prompt = f"{ctx.task.prompt} {reflection}".strip()
     (spec,) = ctx.specs(1, prompt=prompt)
-    spec = replace(spec, init_tokens=_remask(ctx, previous.tokens, spec.path_index))
+    source = Regeneration(previous.tokens, ctx.cfg.remask_ratio, previous.confidence)
+    spec = replace(spec, regenerate_from=source)
     states, finished = await ctx.run_to_end(await ctx.start([spec]))
     (verdict,) = await ctx.ask([finished[0].image], states, "outcome", round=round)
     return ctx.candidate(
@@ -69,13 +67,3 @@ async def _regenerate(ctx: SearchContext, previous: Candidate, round: int) -> Ca
         selected=True,
         rank=0,
     )
-
-
-def _remask(ctx: SearchContext, tokens: np.ndarray, path_index: int) -> np.ndarray:
-    """The previous tokens with a ``remask_ratio`` share set to UNKNOWN, drawn from the new
-    path's stream so a rerun re-masks the same slots."""
-    rng = np.random.default_rng(stream_seed(ctx.task.seed, path_index, 0, salt="remask"))
-    out = np.asarray(tokens, dtype=np.int32).copy()
-    count = round(ctx.cfg.remask_ratio * out.size)
-    out[rng.choice(out.size, size=count, replace=False)] = UNKNOWN
-    return out

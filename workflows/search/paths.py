@@ -63,7 +63,10 @@ class SearchContext:
 
     def specs(self, n: int, prompt: str | None = None) -> list[PathSpec]:
         text = self.task.prompt if prompt is None else prompt
-        return [PathSpec(self.task.prompt_id, text, self.task.seed, index) for index in self._take_indices(n)]
+        return [
+            PathSpec(self.task.prompt_id, text, self.task.seed, index, image_index=self.task.image_index)
+            for index in self._take_indices(n)
+        ]
 
     def branch(self, state: PathState, n: int) -> list[PathState]:
         """``n`` continuations of ``state``, each under a fresh path index (its own stream)."""
@@ -130,7 +133,8 @@ class SearchContext:
         return await self.judge.reflect(images, [self.task.prompt] * len(images))
 
     def candidate(self, state: PathState, image: Any, tokens: np.ndarray, **fields: Any) -> Candidate:
-        return Candidate(state.path_index, state.seed, image, tokens, prompt=state.prompt, **fields)
+        carried = {"prompt": state.prompt, "confidence": state.confidence}
+        return Candidate(state.path_index, state.seed, image, tokens, **carried, **fields)
 
     def result(self, candidates: list[Candidate]) -> SearchResult:
         return SearchResult(candidates, self.trace, self.cost)

@@ -73,6 +73,8 @@ class Candidate:
     selected: bool = False
     rank: int | None = None
     reflection: str | None = None
+    confidence: np.ndarray | None = None
+    """The generator's per-token confidences, when it keeps them: what PARM++ re-masks by."""
 
 
 @dataclass
