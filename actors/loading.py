@@ -9,6 +9,10 @@ trusted, and which device and dtype a replica uses.
 - Anything else is a local directory or a hub id, handed to ``from_pretrained``.
 - Weights load from safetensors; a checkpoint that only has pickled weights is refused
   unless the spec sets ``trust_pickle`` (pickle runs arbitrary code on load).
+- No loader passes ``trust_remote_code``: a checkpoint whose model needs code from its repository
+  is refused by transformers rather than run (``tests/test_reliability_input.py`` checks every call).
+- ``check_checkpoint`` is what can be known without loading, so a driver checks it before any
+  replica starts; torch is imported only by the functions that need it, so the driver can.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 TINY_BUILDERS: dict[str, str] = {
     "showo": "actors.showo.tiny:build_tiny_showo",
@@ -42,9 +48,7 @@ def resolve_checkpoint(checkpoint: str) -> str:
     """Return a directory or hub id that ``from_pretrained`` can load."""
     if not checkpoint.startswith(TINY_PREFIX):
         return os.path.expanduser(checkpoint) if checkpoint.startswith(("~", "/", ".")) else checkpoint
-    name = checkpoint[len(TINY_PREFIX) :]
-    if name not in TINY_BUILDERS:
-        raise ValueError(f"unknown tiny checkpoint {checkpoint!r}; known: {sorted(TINY_BUILDERS)}")
+    name = _tiny_name(checkpoint)
     module, _, attr = TINY_BUILDERS[name].partition(":")
     builder_module = importlib.import_module(module)
     build: Callable[[Path], None] = getattr(builder_module, attr)
@@ -65,6 +69,33 @@ def resolve_checkpoint(checkpoint: str) -> str:
     return str(target)
 
 
+def _tiny_name(checkpoint: str) -> str:
+    name = checkpoint[len(TINY_PREFIX) :]
+    if name not in TINY_BUILDERS:
+        raise ValueError(f"unknown tiny checkpoint {checkpoint!r}; known: {sorted(TINY_BUILDERS)}")
+    return name
+
+
+def is_local_path(checkpoint: str) -> bool:
+    """A path rather than a hub id: one that exists, starts like a path, or has more parts than a
+    hub id's ``owner/name``."""
+    return checkpoint.startswith(("~", "/", ".")) or checkpoint.count("/") > 1 or os.path.exists(checkpoint)
+
+
+def check_checkpoint(checkpoint: str, trust_pickle: bool) -> None:
+    """What can be known of a checkpoint without loading it: a ``tiny:`` name must be known, and
+    a local path must exist and hold weights this run may load. A hub id is checked when it loads."""
+    if checkpoint.startswith(TINY_PREFIX):
+        _tiny_name(checkpoint)
+        return
+    if not is_local_path(checkpoint):
+        return
+    path = os.path.expanduser(checkpoint)
+    if not os.path.isdir(path):
+        raise ValueError(f"{checkpoint}: no such checkpoint directory")
+    check_weights_format(path, trust_pickle)
+
+
 def check_weights_format(path: str, trust_pickle: bool) -> None:
     """Refuse a local checkpoint without safetensors unless pickled weights are allowed."""
     root = Path(path)
@@ -83,6 +114,8 @@ def check_weights_format(path: str, trust_pickle: bool) -> None:
 
 
 def pick_device(device: str) -> torch.device:
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -90,6 +123,8 @@ def pick_device(device: str) -> torch.device:
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """bf16 on GPU, fp32 on CPU unless the spec says otherwise."""
+    import torch
+
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, dtype)

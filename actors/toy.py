@@ -12,9 +12,12 @@ last decided token.
 Judge: ``outcome``/``process``/``potential`` P(yes) = red / 255; ``clarity`` P(yes) = green / 255;
 P(no) = 1 - P(yes) always.
 
-Two generator options exist for failure and timing tests: ``fail_prompts`` (``start`` raises for a
-prompt containing any of these strings) and ``delay_ms`` (each call sleeps, so a run lasts long
-enough to be interrupted).
+Options exist for failure and timing tests. Generator: ``fail_prompts`` (``start`` raises for a
+prompt containing any of these strings), ``delay_ms`` (each call sleeps, so a run lasts long
+enough to be interrupted), ``oom_above`` (a call with more paths raises torch's out-of-memory
+error, as a GPU replica does on too large a batch) and ``bad_token_prompts`` (paths of such a
+prompt finish with a token outside the codebook). Judge: ``bad_score_prompts`` and ``bad_score``
+(such a prompt's images are scored ``bad_score``, NaN by default, as a broken judge would).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from schemas.config import GeneratorSpec, JudgeSpec
 
 class ToyGenerator:
     name = "toy"
+    codebook_size = 256
 
     def __init__(
         self,
@@ -49,16 +53,30 @@ class ToyGenerator:
         image_size: int = 8,
         fail_prompts: Sequence[str] = (),
         delay_ms: float = 0.0,
+        oom_above: int | None = None,
+        bad_token_prompts: Sequence[str] = (),
     ):
         if num_tokens % num_steps:
             raise ValueError("toy generator: num_tokens must be a multiple of num_steps")
         self.num_steps, self.num_tokens, self.image_size = num_steps, num_tokens, image_size
         self.fail_prompts, self.delay_s = tuple(fail_prompts), delay_ms / 1000.0
+        self.oom_above, self.bad_token_prompts = oom_above, tuple(bad_token_prompts)
         self.identity = f"toy(steps={num_steps},tokens={num_tokens})"
         self.forward_passes = 0
 
+    def _call(self, paths: int) -> None:
+        """What every call does first: sleep, and run out of memory when asked."""
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.oom_above is not None and paths > self.oom_above:
+            import torch
+
+            raise torch.OutOfMemoryError(
+                f"CUDA out of memory (toy: {paths} paths, room for {self.oom_above})"
+            )
+
     def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
-        self._pause()
+        self._call(len(specs))
         states = []
         for spec in specs:
             if any(bad in spec.prompt for bad in self.fail_prompts):
@@ -94,12 +112,8 @@ class ToyGenerator:
             tokens,
         )
 
-    def _pause(self) -> None:
-        if self.delay_s:
-            time.sleep(self.delay_s)
-
     def advance(self, states: Sequence[PathState], steps: int = 1, previews: bool = False) -> Advanced:
-        self._pause()
+        self._call(len(states))
         out = []
         for state in states:
             for _ in range(min(steps, state.num_steps - state.step)):
@@ -108,10 +122,17 @@ class ToyGenerator:
         return Advanced(out, [self.render(s.tokens) for s in out] if previews else None)
 
     def finish(self, states: Sequence[PathState]) -> list[Finished]:
+        self._call(len(states))
         for state in states:
             if not state.done:
                 raise ValueError(f"path {state.prompt_id}/{state.path_index} is at step {state.step}")
-        return [Finished(self.render(s.tokens), s.tokens.copy()) for s in states]
+        return [Finished(self.render(s.tokens), self._final_tokens(s)) for s in states]
+
+    def _final_tokens(self, state: PathState) -> np.ndarray:
+        tokens = state.tokens.copy()
+        if any(bad in state.prompt for bad in self.bad_token_prompts):
+            tokens[0] = self.codebook_size + 7
+        return tokens
 
     def render(self, tokens: np.ndarray) -> np.ndarray:
         known = tokens[tokens != UNKNOWN]
@@ -128,13 +149,18 @@ class ToyJudge:
     identity = "toy-judge"
     answers = frozenset((*QUESTIONS, REFLECT))
 
-    def __init__(self) -> None:
+    def __init__(self, bad_score_prompts: Sequence[str] = (), bad_score: float = float("nan")) -> None:
         self.calls = 0
+        self.bad_score_prompts, self.bad_score = tuple(bad_score_prompts), bad_score
 
     def ask(self, images: Sequence[np.ndarray], prompts: Sequence[str], question: Question) -> np.ndarray:
         self.calls += 1
         channel = 1 if question == "clarity" else 0
-        return yes_no(np.array([float(img[0, 0, channel]) / 255.0 for img in images], dtype=np.float64))
+        scores = [float(img[0, 0, channel]) / 255.0 for img in images]
+        for i, prompt in enumerate(prompts):
+            if any(bad in prompt for bad in self.bad_score_prompts):
+                scores[i] = self.bad_score
+        return yes_no(np.array(scores, dtype=np.float64))
 
     def reflect(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[str]:
         return [f"make it redder (red is {int(img[0, 0, 0])})" for img in images]

@@ -82,6 +82,7 @@ class InputConfig(Strict):
     format: Literal["auto", "jsonl", "text", "parquet"] = "auto"
     limit: int | None = Field(None, ge=1, description="stop after this many prompts")
     strict: bool = Field(False, description="fail on the first bad row instead of recording it")
+    max_prompt_chars: int = Field(8192, ge=1, description="a longer prompt is a bad row")
 
 
 class OutputConfig(Strict):
@@ -91,12 +92,16 @@ class OutputConfig(Strict):
     shard_bytes: int = Field(256 << 20, ge=1 << 16, description="most bytes buffered per shard")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="passed to fsspec")
     allow_config_change: bool = Field(False, description="resume even if the config changed")
+    retry_s: float = Field(300.0, ge=0, description="seconds a failing write is retried before the run stops")
 
 
 class RayConfig(Strict):
     address: str | None = Field(None, description="None: RAY_ADDRESS, else start a local Ray")
     num_cpus: int | None = None
     num_gpus: int | None = None
+    start_timeout_s: float = Field(
+        900.0, gt=0, description="most seconds replicas may take to be placed and load their models"
+    )
 
 
 class RunConfig(Strict):
@@ -213,6 +218,16 @@ def validate_config(
             field = ".".join(loc) or "(top level)"
             report.append(f"  {_where(loc, source, lines or {}, overrides or {})}{field}: {err['msg']}")
         raise ConfigError("\n".join(report)) from None
+
+
+def field_origin(recipe: str | Path, overrides: dict[str, Any], loc: tuple[str, ...]) -> str:
+    """Where ``loc`` was set, as the prefix of an error about it: the override that set it, else
+    its line in the recipe (or its section's line): for checks made after the recipe was loaded."""
+    try:
+        lines = key_lines(yaml.compose(Path(recipe).read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError):
+        lines = {}
+    return _where(loc, str(recipe), lines, overrides)
 
 
 def _where(

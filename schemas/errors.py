@@ -15,3 +15,13 @@ class InputError(ValueError):
         where = uri if line is None else f"{uri}:{line}"
         what = f" field {field!r}:" if field else ""
         super().__init__(f"{where}:{what} {reason}")
+
+
+class FieldError(ConfigError):
+    """A recipe field whose value cannot work, found after the recipe was loaded (an output that
+    cannot be written, a checkpoint that is not there); ``field`` is its dotted path, so the
+    message can say where the value was set."""
+
+    def __init__(self, field: tuple[str, ...], reason: str):
+        self.field, self.reason = field, reason
+        super().__init__(f"{'.'.join(field)}: {reason}")

@@ -11,15 +11,24 @@ Rules a user can rely on:
   lives (local, gzip, s3), so a rerun over the same content resumes with the same ids.
 - JSONL keys other than prompt/id/metadata (GenEval's ``tag``, ``include``, ``exclude``)
   are kept in ``metadata``, next to the keys of an explicit ``metadata`` object.
+- A prompt longer than ``max_prompt_chars`` is a bad row: no model reads that far, and every
+  samples row of the prompt would carry it.
+- A compressed file that ends before its end marker (a cut-short download) yields the rows
+  before the cut, then one bad row at the line where it was cut.
 - A bad row becomes a :class:`BadRow` and the stream goes on, unless ``strict`` asks for an
-  :class:`~schemas.errors.InputError` at the first one. A missing file, an unknown format or
-  a Parquet file without a ``prompt`` column is always an ``InputError``: no row can be read.
+  :class:`~schemas.errors.InputError` at the first one. A missing file, an unknown format, a
+  file that is not Parquet under a Parquet name, or a Parquet file whose ``prompt`` (or ``id``)
+  column is missing or of the wrong type is always an ``InputError``, raised when the source is
+  opened: no row can be read.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import lzma
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -67,21 +76,33 @@ CLAUSE_FIELDS = ("include", "exclude")  # GenEval: lists of {"class", "count", .
 RAW_CHARS = 500
 BLOCK_BYTES = 1 << 20
 PARQUET_BATCH_ROWS = 1024
+MAX_PROMPT_CHARS = 8192
+"""The default longest prompt (``input.max_prompt_chars``); text models read a few hundred tokens."""
+CUT_SHORT = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+"""What decompressing a file that was cut short (or is corrupt) raises."""
 
 
 def read_prompts(
-    uri: str, format: str = "auto", strict: bool = False, storage_options: dict[str, Any] | None = None
+    uri: str,
+    format: str = "auto",
+    strict: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    max_prompt_chars: int = MAX_PROMPT_CHARS,
 ) -> Iterator[PromptRecord | BadRow]:
     """Stream the prompts of one source, in file order.
 
-    The format and the file's existence are checked here, before the first row is asked
-    for, so a typo in a recipe fails when the job starts rather than when it first pulls.
+    The format, the file's existence and a Parquet file's schema are checked here, before the
+    first row is asked for, so a typo in a recipe fails when the job starts rather than when
+    it first pulls.
     """
     fmt = resolve_format(uri, format)
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     if not fs.exists(path):
         raise InputError(uri, None, None, "file not found")
-    rows = _read_parquet(fs, path, uri) if fmt == "parquet" else _read_lines(fs, path, uri, fmt)
+    if fmt == "parquet":
+        rows = _read_parquet(fs, path, uri, max_prompt_chars)
+    else:
+        rows = _read_lines(fs, path, uri, fmt, max_prompt_chars)
     return _raise_first_bad(rows) if strict else rows
 
 
@@ -114,58 +135,105 @@ def _raise_first_bad(rows: Iterator[PromptRecord | BadRow]) -> Iterator[PromptRe
 
 
 def _read_lines(
-    fs: fsspec.AbstractFileSystem, path: str, uri: str, fmt: str
+    fs: fsspec.AbstractFileSystem, path: str, uri: str, fmt: str, max_chars: int
 ) -> Iterator[PromptRecord | BadRow]:
     seen_ids: dict[str, int] = {}
+    line_no = 0
     with fs.open(path, "rb", compression="infer") as f:
-        for line_no, raw in enumerate(_split_lines(f), start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield BadRow(uri, line_no, None, f"invalid UTF-8 at byte {exc.start}", _shorten(raw))
-                continue
-            if line_no == 1:
-                text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the prompt
-            if not text.strip():
-                continue
-            if fmt == "text":
-                yield _record(text.strip(), None, {}, uri, line_no)
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield BadRow(
-                    uri, line_no, None, f"malformed JSON: {exc.msg} (column {exc.colno})", text[:RAW_CHARS]
-                )
-                continue
-            if not isinstance(row, dict):
-                reason = f"expected a JSON object, got {_type_name(row)}"
-                yield BadRow(uri, line_no, None, reason, text[:RAW_CHARS])
-                continue
-            yield _from_mapping(row, uri, line_no, text, seen_ids)
+        try:
+            for line_no, raw in enumerate(_split_lines(f), start=1):
+                yield from _line_row(raw, line_no, uri, fmt, max_chars, seen_ids)
+        except CUT_SHORT as exc:
+            reason = f"the file is cut short or corrupt: {type(exc).__name__}: {exc}"
+            yield BadRow(uri, line_no + 1, None, reason)
 
 
-def _read_parquet(fs: fsspec.AbstractFileSystem, path: str, uri: str) -> Iterator[PromptRecord | BadRow]:
+def _line_row(
+    raw: bytes, line_no: int, uri: str, fmt: str, max_chars: int, seen_ids: dict[str, int]
+) -> Iterator[PromptRecord | BadRow]:
+    """The row of one line: nothing for a blank one."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield BadRow(uri, line_no, None, f"invalid UTF-8 at byte {exc.start}", _shorten(raw))
+        return
+    if line_no == 1:
+        text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the prompt
+    if not text.strip():
+        return
+    if fmt == "text":
+        yield _from_mapping({"prompt": text}, uri, line_no, text, seen_ids, max_chars)
+        return
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        reason = f"malformed JSON: {exc.msg} (column {exc.colno})"
+        yield BadRow(uri, line_no, None, reason, text[:RAW_CHARS])
+        return
+    if not isinstance(row, dict):
+        yield BadRow(uri, line_no, None, f"expected a JSON object, got {_type_name(row)}", text[:RAW_CHARS])
+        return
+    yield _from_mapping(row, uri, line_no, text, seen_ids, max_chars)
+
+
+def _read_parquet(
+    fs: fsspec.AbstractFileSystem, path: str, uri: str, max_chars: int
+) -> Iterator[PromptRecord | BadRow]:
+    """Opens the file and checks its schema now; the rows come when asked for."""
     import pyarrow.parquet as pq
 
-    seen_ids: dict[str, int] = {}
-    with fs.open(path, "rb") as f:
+    f = fs.open(path, "rb")
+    try:
         parquet = pq.ParquetFile(f)
-        if "prompt" not in parquet.schema_arrow.names:
+        _check_parquet_schema(parquet.schema_arrow, uri)
+    except Exception as exc:
+        f.close()
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(
+            uri, None, None, f"not a readable Parquet file: {type(exc).__name__}: {exc}"
+        ) from None
+    return _parquet_rows(f, parquet, uri, max_chars)
+
+
+def _check_parquet_schema(schema: Any, uri: str) -> None:
+    """A column of the wrong type would make every row bad: say so once, for the file."""
+    import pyarrow as pa
+
+    if "prompt" not in schema.names:
+        raise InputError(uri, None, "prompt", f"no 'prompt' column (columns: {schema.names})")
+    kinds = {
+        "prompt": (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view),
+        "id": (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_integer),
+        "prompt_id": (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer),
+        "metadata": (pa.types.is_struct,),
+    }
+    for name, accepts in kinds.items():
+        if name in schema.names and not any(accept(schema.field(name).type) for accept in accepts):
+            expected = {"prompt": "string", "metadata": "struct"}.get(name, "string or integer")
             raise InputError(
-                uri, None, "prompt", f"no 'prompt' column (columns: {parquet.schema_arrow.names})"
+                uri, None, name, f"column {name!r} has type {schema.field(name).type}; expected {expected}"
             )
+
+
+def _parquet_rows(f: IO[bytes], parquet: Any, uri: str, max_chars: int) -> Iterator[PromptRecord | BadRow]:
+    seen_ids: dict[str, int] = {}
+    with f:
         row_no = 0
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
             for row in batch.to_pylist():
                 row_no += 1
-                yield _from_mapping(row, uri, row_no, None, seen_ids)
+                yield _from_mapping(row, uri, row_no, None, seen_ids, max_chars)
 
 
 def _split_lines(f: IO[bytes]) -> Iterator[bytes]:
-    """Lines as bytes, read a block at a time: any file-like works, memory stays bounded."""
+    """Lines as bytes, read a block at a time: any file-like works, memory stays bounded.
+
+    ``read1`` where the file has it: a decompressor's ``read`` collects a whole block before it
+    returns, so at a cut it would raise and lose the complete lines it had already decoded."""
+    read = getattr(f, "read1", f.read)
     tail = b""
-    while block := f.read(BLOCK_BYTES):
+    while block := read(BLOCK_BYTES):
         lines = (tail + block).split(b"\n")
         tail = lines.pop()
         for line in lines:
@@ -175,7 +243,12 @@ def _split_lines(f: IO[bytes]) -> Iterator[bytes]:
 
 
 def _from_mapping(
-    row: dict[str, Any], uri: str, line: int, text: str | None, seen_ids: dict[str, int]
+    row: dict[str, Any],
+    uri: str,
+    line: int,
+    text: str | None,
+    seen_ids: dict[str, int],
+    max_chars: int = MAX_PROMPT_CHARS,
 ) -> PromptRecord | BadRow:
     """Validate one JSON object or Parquet row; ``seen_ids`` maps explicit ids to their line."""
 
@@ -190,6 +263,10 @@ def _from_mapping(
         return bad("prompt", f"expected a string, got {_type_name(prompt)}")
     if not prompt.strip():
         return bad("prompt", "empty prompt")
+    if len(prompt) > max_chars:
+        return bad(
+            "prompt", f"{len(prompt)} characters, more than the {max_chars} allowed (input.max_prompt_chars)"
+        )
     id_field = next((name for name in ID_FIELDS if row.get(name) is not None), None)
     explicit_id = None
     if id_field is not None:

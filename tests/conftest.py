@@ -58,6 +58,19 @@ def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def uninterrupted_toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """The committed samples of a toy run that met no fault (in-process): what every fault test
+    compares its own output with, sample by sample (``label_helpers.committed_samples``)."""
+    from label_helpers import TOY, committed_samples
+
+    from workflows.label import main
+
+    out = tmp_path_factory.mktemp("uninterrupted-toy")
+    assert main(["--config", TOY, "--output", str(out), "--run-id", "u", "--run.backend", "local"]) == 0
+    return committed_samples(str(out / "u"))
+
+
+@pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
     """A local Ray with 2 CPUs and 4 fake GPUs, shared by every test that asks for it."""
     import ray

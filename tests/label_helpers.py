@@ -9,6 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from workflows.output.dataset import read_table
+
 ROOT = Path(__file__).resolve().parent.parent
 TOY = str(ROOT / "configs" / "toy.yaml")
 SMOKE = str(ROOT / "configs" / "smoke.yaml")
@@ -28,3 +30,32 @@ def prompts_written(run_dir: Path) -> Counter[str]:
 
 def run_json(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
+
+
+def committed_samples(run: str, storage_options: dict | None = None) -> dict[str, tuple]:
+    """sample id -> (prompt id, PNG bytes, token ids, outcome, selected) of what the run committed,
+    read as a reader reads it (through the commit records, never a listing), so a fault test
+    compares exactly what a user of the run would get with the uninterrupted run's."""
+    columns = ["sample_id", "prompt_id", "image", "image_tokens", "outcome", "selected"]
+    rows = read_table(run, "samples", columns=columns, storage_options=storage_options).to_pylist()
+    samples = {
+        r["sample_id"]: (
+            r["prompt_id"],
+            r["image"]["bytes"],
+            tuple(r["image_tokens"]),
+            r["outcome"],
+            r["selected"],
+        )
+        for r in rows
+    }
+    assert len(samples) == len(rows), "a sample was committed twice"
+    return samples
+
+
+def prompt_ids(samples: dict[str, tuple]) -> set[str]:
+    return {prompt for prompt, *_ in samples.values()}
+
+
+def without(samples: dict[str, tuple], prompts: set[str]) -> dict[str, tuple]:
+    """``samples`` less those of ``prompts``."""
+    return {key: value for key, value in samples.items() if value[0] not in prompts}

@@ -1,4 +1,5 @@
-"""The Coalescer cuts batches only when a slot is free, never splits a request, and isolates failures.
+"""The Coalescer cuts batches only when a slot is free, never splits a request, isolates failures by
+bisection, and splits a batch that ran out of memory.
 
 The dispatch double records every batch and blocks on an ``asyncio.Event`` until the test
 opens it, so "every replica is busy" is a state the test holds, not a timing it hopes for.
@@ -7,12 +8,14 @@ opens it, so "every replica is busy" is a state the test holds, not a timing it 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Hashable, Sequence
 from typing import Any
 
 import pytest
 
 from workflows.serving.batching import Coalescer
+from workflows.serving.memory import BatchTooLarge
 
 
 class GatedDispatch:
@@ -137,9 +140,121 @@ def test_a_failing_batch_fails_only_the_bad_request() -> None:
         return dispatch.batches, outcomes
 
     batches, outcomes = run(main)
-    assert batches[0] == [1, 2, 3, 4] and sorted(batches[1:]) == [[1], [2, 3], [4]]
+    # bisected: [1] | [2, 3] [4], then the failing half again: [2, 3] | [4]
+    assert batches[0] == [1, 2, 3, 4] and sorted(batches[1:]) == [[1], [2, 3], [2, 3, 4], [4]]
     assert outcomes[0] == [10] and outcomes[2] == [40]
     assert isinstance(outcomes[1], ValueError) and "bad item 2" in str(outcomes[1])
+
+
+def test_a_request_whose_bad_batch_mate_left_is_rerun_alone() -> None:
+    """The request that broke the batch was cancelled while the batch ran (its search failed
+    elsewhere): the one left must be rerun, not blamed."""
+
+    async def main() -> tuple[list[list[int]], list[int], bool]:
+        dispatch = GatedDispatch(bad=1)
+        batcher = Coalescer(dispatch, max_batch=4, wait_ms=0, max_concurrent=1)
+        bad = asyncio.create_task(batcher.submit("k", [1]))
+        good = asyncio.create_task(batcher.submit("k", [2]))
+        await idle()
+        assert dispatch.batches == [[1, 2]]
+        bad.cancel()
+        await idle()
+        dispatch.gate.set()
+        return dispatch.batches, await good, bad.cancelled()
+
+    batches, result, cancelled = run(main)
+    assert cancelled and result == [20]
+    assert batches == [[1, 2], [2]]
+
+
+class PoisonedModel:
+    """A model double that raises for a whole batch if any input in it is poisoned, and runs out of
+    memory on batches above ``fits`` items; it counts its calls."""
+
+    def __init__(self, poisoned: set[int] = frozenset(), fits: int | None = None):
+        self.poisoned, self.fits = poisoned, fits
+        self.sizes: list[int] = []
+
+    async def __call__(self, key: Hashable, items: list[int]) -> list[int]:
+        self.sizes.append(len(items))
+        await asyncio.sleep(0)
+        if self.fits is not None and len(items) > self.fits:
+            raise BatchTooLarge(f"out of memory at {len(items)} items")
+        if self.poisoned & set(items):
+            raise ValueError(f"poisoned input in {sorted(self.poisoned & set(items))}")
+        return [item * 10 for item in items]
+
+
+async def submit_all(batcher: Coalescer, requests: list[list[int]]) -> list[Any]:
+    return await asyncio.gather(*(batcher.submit("k", r) for r in requests), return_exceptions=True)
+
+
+@pytest.mark.parametrize("n", [16, 64, 256])
+def test_a_poisoned_request_is_found_by_bisection_in_log2_n_rounds(n: int) -> None:
+    """One request of n breaks the model: 1 + 2 log2(n) calls find it, where rerunning each
+    request alone took 1 + n."""
+    model = PoisonedModel(poisoned={n // 3})
+
+    async def main() -> list[Any]:
+        return await submit_all(Coalescer(model, max_batch=n, wait_ms=5), [[i] for i in range(n)])
+
+    outcomes = run(main)
+    assert len(model.sizes) == 1 + 2 * math.log2(n) < 1 + n
+    assert [o for i, o in enumerate(outcomes) if i != n // 3] == [[i * 10] for i in range(n) if i != n // 3]
+    assert isinstance(outcomes[n // 3], ValueError)
+
+
+def test_two_poisoned_requests_fail_alone_and_the_rest_are_served() -> None:
+    model = PoisonedModel(poisoned={5, 40})
+
+    async def main() -> list[Any]:
+        return await submit_all(Coalescer(model, max_batch=64, wait_ms=5), [[i] for i in range(64)])
+
+    outcomes = run(main)
+    failed = [i for i, o in enumerate(outcomes) if isinstance(o, ValueError)]
+    assert failed == [5, 40]
+    assert all(outcomes[i] == [i * 10] for i in range(64) if i not in failed)
+    assert len(model.sizes) <= 1 + 2 * 2 * math.log2(64) < 64
+
+
+def test_out_of_memory_splits_the_batch_and_lowers_max_batch_for_good() -> None:
+    model = PoisonedModel(fits=16)
+    lowered: list[tuple[int, int]] = []
+
+    async def main() -> tuple[list[Any], list[Any], Coalescer]:
+        batcher = Coalescer(model, max_batch=64, wait_ms=5)
+        batcher.on_lowered = lambda old, new: lowered.append((old, new))
+        first = await submit_all(batcher, [[i, i + 1000] for i in range(32)])  # 64 items, 2 a request
+        second = await submit_all(batcher, [[i] for i in range(40)])
+        return first, second, batcher
+
+    first, second, batcher = run(main)
+    assert first == [[i * 10, (i + 1000) * 10] for i in range(32)]  # nothing lost
+    assert second == [[i * 10] for i in range(40)]
+    assert lowered == [(64, 32), (32, 16)] and (batcher.max_batch, batcher.limit) == (16, 16)
+    assert model.sizes[:4] == [64, 32, 16, 16]  # halved until it fits, then in turn at that size
+    assert max(model.sizes[4:]) == 16  # every later batch is cut to the lowered size at once
+
+
+def test_one_request_larger_than_memory_is_split_across_dispatches() -> None:
+    model = PoisonedModel(fits=3)
+
+    async def main() -> list[Any]:
+        batcher = Coalescer(model, max_batch=4, wait_ms=0)
+        return await submit_all(batcher, [list(range(10))])
+
+    assert run(main) == [[i * 10 for i in range(10)]]
+    assert model.sizes == [10, 5, 2, 2, 2, 2, 2]  # 10 and 5 ran out; then pairs, in order
+
+
+def test_a_single_item_that_does_not_fit_fails_only_its_caller() -> None:
+    model = PoisonedModel(fits=0)
+
+    async def main() -> list[Any]:
+        return await submit_all(Coalescer(model, max_batch=4, wait_ms=5), [[1], [2]])
+
+    outcomes = run(main)
+    assert all(isinstance(o, BatchTooLarge) for o in outcomes)
 
 
 def test_a_wrong_number_of_results_is_an_error_for_the_caller() -> None:

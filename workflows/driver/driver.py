@@ -18,6 +18,7 @@ from schemas.errors import InputError
 from schemas.prompts import BadRow, PromptRecord, read_prompts
 from workflows.driver.errors import RUN_ENDING, RunStopped
 from workflows.driver.progress import Progress
+from workflows.output.secrets import redact
 from workflows.output.sink import Committed, PromptRowsError, SinkClient
 from workflows.search import run_search, tasks_for
 from workflows.search.types import SearchResult, SearchTask
@@ -49,7 +50,8 @@ def start_counting(source: InputConfig, progress: Progress) -> None:
 
     def count() -> None:
         try:
-            rows = limit_prompts(read_prompts(source.uri, source.format), source.limit)
+            prompts = read_prompts(source.uri, source.format, max_prompt_chars=source.max_prompt_chars)
+            rows = limit_prompts(prompts, source.limit)
             progress.total = sum(isinstance(row, PromptRecord) for row in rows)
         except Exception:  # the total is a nicety: a source the run can read is good enough
             progress.total = None
@@ -143,7 +145,7 @@ class Driver:
             except RUN_ENDING:
                 raise
             except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"[:REASON_CHARS]
+                reason = redact(f"{type(exc).__name__}: {exc}")[:REASON_CHARS]
                 continue
             self.progress.prompt_ok(images, [result.cost for _, result in results])
             return

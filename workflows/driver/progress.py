@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from workflows.output.run_record import RunRecord
+from workflows.output.secrets import redact
 from workflows.search.types import Cost
 
 
@@ -21,6 +22,15 @@ def _duration(seconds: float) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def one_line(reason: str) -> str:
+    """A failure in one line: a remote error (``RayTaskError(...): <where>`` then a traceback)
+    keeps its type and its last line, the error the model raised; the errors row keeps it all."""
+    lines = [line.strip() for line in reason.strip().splitlines() if line.strip()]
+    if not lines:
+        return "(no message)"
+    return lines[0] if len(lines) == 1 else f"{lines[0].split(':', 1)[0]}: {lines[-1]}"
 
 
 @dataclass
@@ -34,6 +44,8 @@ class Progress:
     input_errors: int = 0
     images: int = 0
     cost: Cost = field(default_factory=Cost)
+    max_batch: dict[str, int] = field(default_factory=dict)
+    """Per model, the ``max_batch`` an out-of-memory error lowered it to (run.json keeps it)."""
     started: float = field(default_factory=time.monotonic)
     _last_report: float = 0.0
 
@@ -50,12 +62,18 @@ class Progress:
 
     def prompt_failed(self, prompt_id: str, attempts: int, reason: str) -> None:
         self.failed += 1
-        first_line = reason.strip().splitlines()[0] if reason.strip() else "(no message)"
-        self._print(f"prompt {prompt_id} failed after {attempts} attempts: {first_line}")
+        self._print(f"prompt {prompt_id} failed after {attempts} attempts: {one_line(reason)}")
         self.report()
 
     def prompt_skipped(self) -> None:
         self.skipped += 1
+
+    def max_batch_lowered(self, model: str, old: int, new: int) -> None:
+        self.max_batch[model] = new
+        self._print(
+            f"{model} ran out of memory on a batch: max_batch lowered from {old} to {new} for the rest "
+            "of the run (the batch was split and rerun; nothing is lost)"
+        )
 
     def input_error(self, where: str, reason: str) -> None:
         self.input_errors += 1
@@ -139,4 +157,4 @@ class Progress:
         }
 
     def _print(self, text: str) -> None:
-        print(f"[parmflow] {text}", file=self.stream, flush=True)
+        print(f"[parmflow] {redact(text)}", file=self.stream, flush=True)

@@ -4,9 +4,10 @@ resume guard.
 A resumed run must produce rows the first session would have produced, so it refuses a config
 whose hash differs, or a run written with another table schema version. The hash leaves out what
 only changes how the run executes, not what it writes: the run id, where Ray runs, replica counts
-and batching, in-flight and retry limits, the input limit (raising it to label more of the file is
-a normal resume) and credentials. The run's totals and status come from the commit records (the
-only record that spans sessions); each session keeps its own counts beside them.
+and batching, in-flight and retry limits (of prompts and of writes), the input limit (raising it
+to label more of the file is a normal resume) and credentials. The run's totals and status come
+from the commit records (the only record that spans sessions); each session keeps its own counts
+beside them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from schemas.errors import ConfigError
 from schemas.tables import SCHEMA_VERSION
 from workflows import ROOT
 from workflows.output.commits import Totals
+from workflows.output.secrets import redacted
 
 RUN_LOCAL: tuple[tuple[str, ...], ...] = (
     ("output", "run_id"),
@@ -33,6 +35,7 @@ RUN_LOCAL: tuple[tuple[str, ...], ...] = (
     ("output", "allow_config_change"),
     ("output", "shard_rows"),
     ("output", "shard_bytes"),
+    ("output", "retry_s"),
     ("input", "limit"),
     ("input", "strict"),
     ("generator", "resources"),
@@ -51,10 +54,11 @@ def now_iso() -> str:
 
 
 def public_config(cfg: JobConfig) -> dict[str, Any]:
-    """The resolved config as written to run.json: storage option values are not written."""
+    """The resolved config as written to run.json (and printed): storage option values are not
+    written, and no credential either, wherever it hides (a password in a URI)."""
     data = cfg.model_dump(mode="json")
     data["output"]["storage_options"] = {key: "<set>" for key in data["output"]["storage_options"]}
-    return data
+    return redacted(data)
 
 
 def config_hash(cfg: JobConfig) -> str:
@@ -98,6 +102,8 @@ class Session:
     ended_at: str | None = None
     counts: dict[str, int] | None = None
     stopped: bool | None = None
+    max_batch: dict[str, int] | None = None
+    """Per model whose batch ran out of memory, the ``max_batch`` it was lowered to."""
 
     def to_json(self) -> dict[str, Any]:
         """A session still running has only ``started_at``."""
@@ -137,11 +143,19 @@ class RunRecord:
             sessions=[*(previous.sessions if previous else []), Session(now)],
         )
 
-    def end(self, now: str, session: dict[str, int], totals: Totals, stopped: bool = False) -> None:
+    def end(
+        self,
+        now: str,
+        session: dict[str, int],
+        totals: Totals,
+        stopped: bool = False,
+        max_batch: dict[str, int] | None = None,
+    ) -> None:
         """Close this session's entry. The run is complete when no prompt and no input row of any
         session is left failed, and ``stopped`` when this session could not go on."""
         current = self.sessions[-1]
         current.ended_at, current.counts, current.stopped = now, session, stopped
+        current.max_batch = max_batch or None
         self.ended_at, self.totals = now, totals
         failed = totals.prompts_failed or totals.input_errors
         self.status = "stopped" if stopped else "incomplete" if failed else "complete"

@@ -11,6 +11,7 @@ calls arrive one at a time, which the shard writer's buffer relies on.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from schemas.config import JobConfig, OutputConfig
 from schemas.prompts import BadRow, PromptRecord
 from workflows.output.commits import Totals
 from workflows.output.rows import input_error_row, prompt_error_row, prompt_rows
+from workflows.output.secrets import is_credential, remember_secrets
 from workflows.output.writer import ShardWriter
 from workflows.search.types import SearchResult, SearchTask
 from workflows.serving.image_refs import resolve_images
@@ -56,13 +58,21 @@ class PromptSink:
         generator: str,
         judge: str | None,
         previews_in_steps: bool,
+        credentials: dict[str, str] | None = None,
     ):
+        """``credentials``: environment variables (``AWS_SECRET_ACCESS_KEY``, ...) the sink's own
+        process needs to reach the output, set here rather than in the actor's ``runtime_env``:
+        Ray's runtime-env agent logs a runtime env's variables in clear, an actor's arguments it
+        does not (``tests/test_reliability_secrets.py`` greps the logs)."""
+        os.environ.update(credentials or {})
+        remember_secrets(output.storage_options)
         self.writer = ShardWriter(
             output.uri,
             run_id,
             storage_options=output.storage_options,
             shard_rows=output.shard_rows,
             shard_bytes=output.shard_bytes,
+            retry_s=output.retry_s,
         )
         self.run_id, self.strategy = run_id, strategy
         self.generator, self.judge, self.previews_in_steps = generator, judge, previews_in_steps
@@ -207,9 +217,12 @@ def open_sink(cfg: JobConfig, run_id: str, models: dict[str, str | None]) -> Sin
     }
     if cfg.run.backend == "local":
         return LocalSinkClient(PromptSink(cfg.output, run_id, **labels))
+    env = (forwarded_env(storage=True) or {}).get("env_vars", {})
+    credentials = {name: value for name, value in env.items() if is_credential(name)}
+    plain = {name: value for name, value in env.items() if name not in credentials}
     actor = ray.remote(PromptSink).options(
         name=f"parmflow-{run_id}-sink-{secrets.token_hex(2)}",
         num_cpus=0,
-        runtime_env=forwarded_env(storage=True),
+        runtime_env={"env_vars": plain} if plain else None,
     )
-    return RaySinkClient(actor.remote(cfg.output, run_id, **labels))
+    return RaySinkClient(actor.remote(cfg.output, run_id, **labels, credentials=credentials))

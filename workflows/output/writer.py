@@ -31,13 +31,19 @@ refuses a table whose files hold no row at all (it has no empty split).
 
 Writing never stalls generation: ``add`` only buffers rows; full shards go through a bounded
 queue to one background thread that encodes and uploads them. The queue bounds memory: when
-storage is slower than generation, ``add`` waits for a free slot. A commit error is raised
-by the next ``add``, ``flush`` or ``close`` and by every call after it: a writer that failed
-commits nothing more, and the run resumes with a new one.
+storage is slower than generation (or down), ``add`` waits for a free slot.
+
+Storage that fails is retried (``storage.py``): every publish and every read of the commit
+records is rerun with backoff for up to ``retry_s`` seconds, so an outage shorter than that
+costs a pause, not the run. A shard that still cannot be written is a commit error: the files it
+had published are deleted (if storage lets us), and the error, naming the shard and the prompts
+that were not written, is raised by the next ``add``, ``flush`` or ``close`` and by every call
+after it: a writer that failed commits nothing more, and the run resumes with a new one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -46,7 +52,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
@@ -63,12 +68,17 @@ from workflows.output.commits import (
     split_name,
 )
 from workflows.output.rows import PromptRows, row_nbytes
+from workflows.output.secrets import redact
+from workflows.output.storage import Retry, output_fs
 
 SHARD_TABLES: dict[str, pa.Schema] = {"steps": STEPS, "errors": ERRORS, "samples": SAMPLES}
 """The tables a shard holds, in the order they are published (samples last)."""
 
 QUEUE_SHARDS = 2
 """Full shards waiting for the background thread before ``add`` waits (bounds memory)."""
+
+NAMED_PROMPTS = 10
+"""Prompt ids a commit error lists before it only counts the rest."""
 
 _STOP = None
 
@@ -89,7 +99,9 @@ class ShardWriter:
     """Writes one run's tables to a local directory or an fsspec URI (``s3://bucket/prefix``).
 
     S3 endpoint, credentials and region come from the environment (``AWS_ENDPOINT_URL``,
-    ``AWS_ACCESS_KEY_ID``, ...) or from ``storage_options``, passed to ``fsspec`` unchanged.
+    ``AWS_ACCESS_KEY_ID``, ...) or from ``storage_options``, passed to ``fsspec`` (with botocore's
+    retries set, ``storage.output_fs``). ``retry_s`` is how long a failing storage operation is
+    retried before the writer gives up (0: not at all).
     """
 
     def __init__(
@@ -102,12 +114,14 @@ class ShardWriter:
         shard_bytes: int = 256 << 20,
         writer_id: str = "0",
         tables: dict[str, pa.Schema] = SHARD_TABLES,
+        retry_s: float = 0.0,
     ):
         if not run_id or "/" in run_id:
             raise ValueError(f"output run id {run_id!r}: must be a non-empty name without '/'")
         if not writer_id or "/" in writer_id:
             raise ValueError(f"output writer id {writer_id!r}: must be a non-empty name without '/'")
-        self.fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+        self.fs, root = output_fs(uri, storage_options)
+        self._retry = Retry(retry_s)
         self.root = posixpath.join(root.rstrip("/"), run_id)
         self.run_id, self.writer_id = run_id, writer_id
         self.shard_rows, self.shard_bytes = shard_rows, shard_bytes
@@ -122,6 +136,8 @@ class ShardWriter:
         self._buffer = self._new_shard()
         self._queue: queue.Queue[_Shard | None] = queue.Queue(maxsize=QUEUE_SHARDS)
         self._error: BaseException | None = None
+        self.unwritten: list[str] = []
+        """Prompts handed to this writer that it will not commit, once a commit has failed."""
         self._closed = False
         self._thread = threading.Thread(target=self._drain, name=f"shard-writer-{writer_id}", daemon=True)
         self._thread.start()
@@ -132,7 +148,11 @@ class ShardWriter:
         return posixpath.join(self.root, *parts)
 
     def _commit_records(self, writer_id: str | None = None) -> list[CommitRecord]:
-        return list(read_commit_records(self.fs, self.root, writer_id).values())
+        records = self._retry.run(
+            lambda: read_commit_records(self.fs, self.root, writer_id),
+            f"reading the commit records of {self.root}",
+        )
+        return list(records.values())
 
     def committed_prompt_ids(self, writer_id: str | None = None, failed: bool = True) -> set[str]:
         """Prompts a resumed run must skip: committed with rows, and (``failed``) those committed
@@ -152,13 +172,16 @@ class ShardWriter:
 
     def read_run_json(self, name: str = "run.json") -> dict | None:
         path = self._path(name)
-        self.fs.invalidate_cache(self.root)
-        if not self.fs.exists(path):
-            return None
-        return json.loads(self.fs.cat_file(path))
+
+        def read() -> bytes | None:
+            self.fs.invalidate_cache(self.root)
+            return self.fs.cat_file(path) if self.fs.exists(path) else None
+
+        data = self._retry.run(read, f"reading {path}")
+        return None if data is None else json.loads(data)
 
     def write_run_json(self, info: dict, name: str = "run.json") -> None:
-        self._publish(self._path(name), json.dumps(info, indent=2, sort_keys=True).encode())
+        self._publish_retried(self._path(name), json.dumps(info, indent=2, sort_keys=True).encode())
 
     def _recover(self) -> int:
         """Delete this writer's uncommitted leftovers; return the next free sequence number."""
@@ -244,6 +267,9 @@ class ShardWriter:
         if self._closed:
             return
         try:
+            if self._error is not None:  # buffered prompts will not be written either
+                self.unwritten += self._buffer.prompt_ids
+                self._buffer = self._new_shard()
             self.flush()
             self._commit_missing_tables()
         finally:
@@ -258,20 +284,35 @@ class ShardWriter:
         self.close()
 
     def _raise_pending(self) -> None:
-        if self._closed:
+        if self._closed and self._error is None:
             raise RuntimeError(f"shard writer for {self.root} is closed")
         if self._error is not None:
-            raise RuntimeError(f"shard writer for {self.root}: a commit failed") from self._error
+            raise RuntimeError(
+                f"shard writer for {self.root}: a commit failed: {redact(str(self._error))}; "
+                f"{self._unwritten_text()}"
+            ) from self._error
+
+    def _unwritten_text(self) -> str:
+        ids = self.unwritten
+        named = ", ".join(ids[:NAMED_PROMPTS]) + (
+            f" and {len(ids) - NAMED_PROMPTS} more" if len(ids) > NAMED_PROMPTS else ""
+        )
+        what = f"{len(ids)} prompts not written ({named})" if ids else "no prompt lost"
+        return f"{what}; they are searched again when the run resumes"
 
     def _commit_missing_tables(self) -> None:
+        missing = self._retry.run(self._tables_without_files, f"listing the tables of {self.root}")
+        if missing:
+            self._commit(self._new_shard(), force_empty=tuple(missing))
+
+    def _tables_without_files(self) -> list[str]:
         missing = []
         for table in self.tables:
             directory = self._path(table)
             self.fs.invalidate_cache(directory)
             if not (self.fs.exists(directory) and self.fs.ls(directory, detail=False)):
                 missing.append(table)
-        if missing:
-            self._commit(self._new_shard(), force_empty=tuple(missing))
+        return missing
 
     # -- committing (background thread) --------------------------------------------------------
 
@@ -283,29 +324,46 @@ class ShardWriter:
                     return
                 if self._error is None:  # after a failure nothing more is committed
                     self._commit(shard)
+                else:
+                    self.unwritten += shard.prompt_ids
             except BaseException as error:  # handed to the caller's thread
+                self.unwritten += shard.prompt_ids
                 self._error = error
             finally:
                 self._queue.task_done()
 
     def _commit(self, shard: _Shard, force_empty: tuple[str, ...] = ()) -> None:
+        """Publish the shard's table files, then its commit record. If that fails for good, the
+        table files it did publish are deleted again (one try: storage may be down, and then the
+        next writer of this id deletes them), so no part of the shard stays visible."""
         seq = self._next_seq
         stem = record_name(self.writer_id, seq)
         name = f"part-{stem}.parquet"
         files: dict[str, str] = {}
-        for table, schema in self.tables.items():
-            rows = shard.tables[table]
-            if rows or table in force_empty:
-                path = self._path(table, name)
-                self._publish(path, _parquet_bytes(rows, schema))
+        encoded = {
+            table: _parquet_bytes(shard.tables[table], schema)
+            for table, schema in self.tables.items()
+            if shard.tables[table] or table in force_empty
+        }
+        try:
+            for table, data in encoded.items():
+                self._publish_retried(self._path(table, name), data)
                 files[table] = posixpath.join(table, name)
-        record = CommitRecord.of_shard(self.writer_id, seq, files, shard.tables, shard.prompt_ids)
-        self._publish(self._path(COMMITS, f"{stem}.json"), record.to_json())
+            record = CommitRecord.of_shard(self.writer_id, seq, files, shard.tables, shard.prompt_ids)
+            self._publish_retried(self._path(COMMITS, f"{stem}.json"), record.to_json())
+        except Exception:  # failed for good (an interrupt is a crash: the next writer cleans up)
+            for path in files.values():
+                with contextlib.suppress(Exception):
+                    self.fs.rm_file(self._path(path))
+            raise
         self._next_seq = seq + 1
         self.shards_written += 1
         self.prompts_written += len(shard.prompt_ids)
         for table, rows in shard.tables.items():
             self.rows_written[table] += len(rows)
+
+    def _publish_retried(self, path: str, data: bytes) -> None:
+        self._retry.run(lambda: self._publish(path, data), f"writing {path}")
 
     def _publish(self, path: str, data: bytes) -> None:
         """Make ``path`` appear whole: rename from staging locally, one upload elsewhere."""
@@ -315,10 +373,15 @@ class ShardWriter:
         self.fs.makedirs(self._staging, exist_ok=True)
         self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         temporary = posixpath.join(self._staging, posixpath.relpath(path, self.root).replace("/", "--"))
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())  # the bytes are on disk before the name says they are
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())  # the bytes are on disk before the name says they are
+        except BaseException:
+            with contextlib.suppress(OSError):  # a full disk: give the space of the partial file back
+                os.remove(temporary)
+            raise
         os.replace(temporary, path)
         _fsync_directory(posixpath.dirname(path))
 

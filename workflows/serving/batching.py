@@ -7,9 +7,16 @@ only once a dispatch slot (a replica) is free: reaching ``max_batch`` items or t
 request waiting ``wait_ms`` merely asks for a drain, and the drain takes whatever is queued
 when it gets its slot. So while every replica is busy, queued work keeps growing into full
 batches instead of freezing into small ones at each timer tick, which is when full batches
-matter most. Requests are never split across two dispatches, so a task's items stay in order.
-A batch that fails is retried request by request, so one bad request (a prompt that breaks
-the model) fails only its own caller, not the searches that happened to share its batch.
+matter most. Requests are never split across two batches, so a task's items stay in order.
+
+A batch that fails is bisected: each half is rerun, and a half that fails again is halved in
+turn, so one bad request (a prompt that breaks the model) fails only its own caller, not the
+searches that happened to share its batch, and is found in about log2(n) rounds of calls rather
+than n calls one request at a time. A batch that ran out of memory (:class:`BatchTooLarge`,
+``memory.py``) is the replica's limit, not a bad request: it is dispatched again in halves,
+items of one request included (a generator's paths and a judge's images do not depend on their
+batch-mates), and ``max_batch`` is lowered to the half for the rest of the run, so later batches
+fit at the first try; ``on_lowered`` reports each lowering.
 
 This is written here rather than taken from Ray Serve's ``@serve.batch`` because Serve's
 handle call costs several milliseconds per request and caps batches at
@@ -24,6 +31,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from workflows.serving.memory import BatchTooLarge
 
 Dispatch = Callable[[Hashable, list[Any]], Awaitable[Sequence[Any]]]
 
@@ -61,6 +70,11 @@ class Coalescer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.calls = 0
         self.items = 0
+        self.limit: int | None = None
+        """Most items one dispatch may hold, learned from an out-of-memory error; None: no limit
+        (a request larger than ``max_batch`` then goes alone, whole)."""
+        self.on_lowered: Callable[[int, int], None] = lambda old, new: None
+        """Called with (old, new) ``max_batch`` when an out-of-memory error lowers it."""
 
     def shrink(self) -> None:
         """One dispatch slot fewer, for good (a replica died): batches are then cut for the
@@ -134,11 +148,7 @@ class Coalescer:
         flat = [item for pending in batch for item in pending.items]
         error: Exception | None = None
         try:
-            self.calls += 1
-            self.items += len(flat)
-            results = list(await self._dispatch(key, flat))
-            if len(results) != len(flat):
-                raise RuntimeError(f"dispatch returned {len(results)} results for {len(flat)} items")
+            results = await self._fitted(key, flat)
         except Exception as exc:
             error = exc
         except BaseException as exc:  # cancelled: every waiter must hear about it
@@ -148,19 +158,61 @@ class Coalescer:
             self._slots.release()
         if error is None:
             self._deliver(batch, results)
-        elif len(batch) > 1:  # isolate the failure: each request alone, so one bad one fails only itself
-            live = [pending for pending in batch if not pending.future.done()]
-            await asyncio.gather(*(self._rerun(key, pending) for pending in live))
-        else:
+            return
+        if len(batch) == 1:
             self._fail(batch, error)
+            return
+        # isolate the failure: rerun each half, halving again where it fails. Only the requests
+        # still awaited: the one that broke the batch may have left meanwhile (its search was
+        # cancelled), and then a request rerun alone may well pass.
+        live = [pending for pending in batch if not pending.future.done()]
+        middle = len(live) // 2
+        halves = [half for half in (live[:middle], live[middle:]) if half]
+        await asyncio.gather(*(self._rerun(key, half) for half in halves))
 
-    async def _rerun(self, key: Hashable, pending: _Pending) -> None:
+    async def _fitted(self, key: Hashable, items: list[Any]) -> list[Any]:
+        """One dispatch of ``items``, or several of at most ``limit`` each, in turn on this slot; a
+        dispatch that runs out of memory is halved, down to one item, and lowers the limit."""
+        results: list[Any] = []
+        done = 0
+        while done < len(items):
+            size = min(len(items) - done, self.limit or len(items))
+            try:
+                results += await self._call(key, items[done : done + size])
+            except BatchTooLarge:
+                if size == 1:
+                    raise
+                self._lower(size // 2)
+                continue
+            done += size
+        return results
+
+    async def _call(self, key: Hashable, items: list[Any]) -> list[Any]:
+        self.calls += 1
+        self.items += len(items)
+        results = list(await self._dispatch(key, items))
+        if len(results) != len(items):
+            raise RuntimeError(f"dispatch returned {len(results)} results for {len(items)} items")
+        return results
+
+    def _lower(self, size: int) -> None:
+        """At most ``size`` items a dispatch from now on (concurrent batches that ran out of memory
+        together lower it once), and batches cut to that size."""
+        if self.limit is not None and self.limit <= size:
+            return
+        old = self.max_batch
+        self.limit = size
+        self.max_batch = min(self.max_batch, size)
+        if self.max_batch < old:
+            self.on_lowered(old, self.max_batch)
+
+    async def _rerun(self, key: Hashable, batch: list[_Pending]) -> None:
         try:
             await self._slots.acquire()
         except BaseException as exc:
-            self._fail([pending], exc)
+            self._fail(batch, exc)
             raise
-        await self._run(key, [pending])
+        await self._run(key, batch)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

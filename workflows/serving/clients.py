@@ -23,6 +23,8 @@ import numpy as np
 from actors.interfaces import Advanced, Finished, Generator, Judge, PathSpec, PathState, Question
 from schemas.config import Resources
 from workflows.serving.batching import Coalescer
+from workflows.serving.checks import checked_answers, checked_tokens
+from workflows.serving.memory import memory_checked
 
 BatchCall = Callable[..., Awaitable[Sequence[Any]]]
 """Runs one batch of one method: ``(items, *arguments)``, one result per item."""
@@ -63,10 +65,33 @@ class JudgeCalls:
     reflect: Callable[[Pairs], Awaitable[list[str]]]
 
 
-class GeneratorClient:
-    def __init__(self, name: str, identity: str, num_steps: int, calls: GeneratorCalls, batcher: Coalescer):
+class ModelClient:
+    """What both clients share: the batcher, whose ``max_batch`` an out-of-memory error lowers."""
+
+    def __init__(self, batcher: Coalescer):
+        self._batcher = batcher
+
+    def on_max_batch_lowered(self, report: Callable[[int, int], None]) -> None:
+        """``report(old, new)`` each time an out-of-memory error lowers ``max_batch``."""
+        self._batcher.on_lowered = report
+
+
+class GeneratorClient(ModelClient):
+    """``codebook_size``, when the generator declares one, bounds the token ids it may finish with."""
+
+    def __init__(
+        self,
+        name: str,
+        identity: str,
+        num_steps: int,
+        calls: GeneratorCalls,
+        batcher: Coalescer,
+        codebook_size: int | None = None,
+    ):
+        super().__init__(batcher)
         self.name, self.identity, self.num_steps = name, identity, num_steps
-        self._calls, self._batcher = calls, batcher
+        self.codebook_size = codebook_size
+        self._calls = calls
 
     async def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
         return await self._batcher.submit((self._calls.start,), specs)
@@ -76,24 +101,26 @@ class GeneratorClient:
         return Advanced([s for s, _ in pairs], [p for _, p in pairs] if previews else None)
 
     async def finish(self, states: Sequence[PathState]) -> list[Finished]:
-        return await self._batcher.submit((self._calls.finish,), states)
+        finished = await self._batcher.submit((self._calls.finish,), states)
+        return checked_tokens(finished, self.identity, self.codebook_size)
 
 
-class JudgeClient:
+class JudgeClient(ModelClient):
     """``name`` is the judge's kind (``judge.kind`` in a recipe); ``answers`` the questions it
     can answer, and ``reflect`` when it writes reflections."""
 
     def __init__(
         self, name: str, identity: str, answers: frozenset[str], calls: JudgeCalls, batcher: Coalescer
     ):
+        super().__init__(batcher)
         self.name, self.identity, self.answers = name, identity, answers
-        self._calls, self._batcher = calls, batcher
+        self._calls = calls
 
     async def ask(self, images: Sequence[Any], prompts: Sequence[str], question: Question) -> np.ndarray:
         """(n, 2) float64: P(yes) and P(no) per image, as ``actors.interfaces.Judge.ask``."""
         pairs = list(zip(images, prompts, strict=True))
         rows = await self._batcher.submit((self._calls.ask, question), pairs)
-        return np.asarray(rows, dtype=np.float64).reshape(len(rows), 2)
+        return checked_answers(rows, self.identity, question)
 
     async def reflect(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
         return await self._batcher.submit((self._calls.reflect,), list(zip(images, prompts, strict=True)))
@@ -109,10 +136,12 @@ def unzip(pairs: Pairs) -> tuple[list[Any], list[str]]:
 
 
 def in_thread(work: Callable[..., Any]) -> BatchCall:
-    """``work`` in a worker thread, so the event loop keeps collecting the next batch meanwhile."""
+    """``work`` in a worker thread, so the event loop keeps collecting the next batch meanwhile;
+    out of memory, it raises :class:`~workflows.serving.memory.BatchTooLarge` as a replica does."""
+    checked = memory_checked(work)
 
     async def run(*args: Any) -> Any:
-        return await asyncio.to_thread(work, *args)
+        return await asyncio.to_thread(checked, *args)
 
     return run
 
@@ -128,7 +157,9 @@ class LocalGeneratorClient(GeneratorClient):
             return per_path(moved.states, moved.previews)
 
         calls = GeneratorCalls(in_thread(model.start), in_thread(advance), in_thread(model.finish))
-        super().__init__(model.name, model.identity, model.num_steps, calls, batcher(max_batch, wait_ms))
+        batches = batcher(max_batch, wait_ms)
+        codebook = getattr(model, "codebook_size", None)
+        super().__init__(model.name, model.identity, model.num_steps, calls, batches, codebook)
 
 
 class LocalJudgeClient(JudgeClient):

@@ -135,7 +135,8 @@ def _on_replicas(
 class RayGeneratorClient(GeneratorClient):
     def __init__(self, replicas: Sequence[ray.actor.ActorHandle], resources: Resources):
         info, batches, self._pool = _on_replicas(replicas, resources)
-        super().__init__(info.name, info.identity, info.num_steps, _generator_calls(self._pool), batches)
+        calls = _generator_calls(self._pool)
+        super().__init__(info.name, info.identity, info.num_steps, calls, batches, info.codebook_size)
 
 
 class RayJudgeClient(JudgeClient):

@@ -5,8 +5,10 @@ declared with ``max_restarts`` and ``max_task_retries`` reruns the calls of a re
 died once it is back (model calls are idempotent by design), where a Serve replica fails the
 calls it had accepted. The reruns are finite by default: a batch that itself kills the process
 (OOM, CUDA abort) would otherwise kill every restart forever; after its last rerun the error
-reaches the Coalescer, which retries request by request and so fails only the poisoned one.
-Each replica loads its model once, in ``__init__``, through the registry.
+reaches the Coalescer, which bisects the batch and so fails only the poisoned one. A call that
+runs out of GPU memory without killing the process raises
+:class:`~workflows.serving.memory.BatchTooLarge` in place of torch's error, so the driver splits the
+batch without importing torch. Each replica loads its model once, in ``__init__``, through the registry.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from actors.interfaces import PathSpec, PathState, Question
 from actors.registry import build_generator, build_judge
 from schemas.config import GeneratorSpec, JudgeSpec, Resources
 from workflows.serving.image_refs import resolve_images, with_images
+from workflows.serving.memory import memory_checked
 
 FORWARDED_ENV = ("PARMFLOW_CACHE", "HF_HOME", "HF_HUB_OFFLINE")
 """Driver environment a replica needs to find the same model files."""
@@ -47,6 +50,7 @@ class ModelInfo:
     identity: str
     num_steps: int = 0
     answers: frozenset[str] = frozenset()
+    codebook_size: int | None = None
 
 
 def placement() -> dict[str, Any]:
@@ -64,19 +68,25 @@ class GeneratorReplica:
         self.model = build_generator(spec)
 
     def info(self) -> ModelInfo:
-        return ModelInfo(self.model.name, self.model.identity, self.model.num_steps)
+        model = self.model
+        return ModelInfo(
+            model.name, model.identity, model.num_steps, codebook_size=getattr(model, "codebook_size", None)
+        )
 
     def placement(self) -> dict[str, Any]:
         return placement()
 
+    @memory_checked
     def start(self, specs: Sequence[PathSpec]) -> list[PathState]:
         return self.model.start(specs)
 
+    @memory_checked
     def advance(self, states: Sequence[PathState], steps: int, previews: bool) -> Any:
         """States inline (small), then one object per preview; see ``image_refs.call_with_images``."""
         out = self.model.advance(states, steps, previews)
         return with_images(out.states, out.previews if previews else None)
 
+    @memory_checked
     def finish(self, states: Sequence[PathState]) -> Any:
         """Token ids inline, then one object per final image; see ``image_refs.call_with_images``."""
         done = self.model.finish(states)
@@ -93,9 +103,11 @@ class JudgeReplica:
     def placement(self) -> dict[str, Any]:
         return placement()
 
+    @memory_checked
     def ask(self, images: Sequence[Any], prompts: Sequence[str], question: Question) -> np.ndarray:
         return self.model.ask(resolve_images(images), prompts, question)
 
+    @memory_checked
     def reflect(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
         return self.model.reflect(resolve_images(images), prompts)
 
