@@ -1,6 +1,6 @@
 """The trained mini Show-o on the miniature world's held-out split, scored by the exact scorer.
 
-    python bench/mini_world.py [--split test] [--per-tag 50] [--guidance 2] [--temperature 1]
+    python bench/mini_world.py [--split test] [--per-tag 50] [--guidance 3] [--temperature 1]
     python bench/mini_world.py --tune            # sampling options on the validation split
 
 Prints one markdown table: per GenEval tag and overall (the mean of the six tag scores, as
@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--per-tag", type=int, default=50)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--guidance", type=float, default=3.0, help="tuned on validation")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
