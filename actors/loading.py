@@ -6,6 +6,8 @@ trusted, and which device and dtype a replica uses.
   returns that directory: tests and the smoke recipe then load it through exactly the
   code path a real checkpoint takes. The cache folder is keyed by a hash of the builder's
   source file, so a changed builder never serves a stale checkpoint.
+- ``mini:<name>`` is a trained checkpoint of the miniature world shipped inside the package
+  (``actors/mini/checkpoints/<name>``), loaded like any local directory.
 - Anything else is a local directory or a hub id, handed to ``from_pretrained``.
 - Weights load from safetensors; a checkpoint that only has pickled weights is refused
   unless the spec sets ``trust_pickle`` (pickle runs arbitrary code on load).
@@ -37,6 +39,7 @@ TINY_BUILDERS: dict[str, str] = {
     "clip": "actors.judges.tiny:build_tiny_clip",
 }
 TINY_PREFIX = "tiny:"
+MINI_PREFIX = "mini:"
 _DONE_MARKER = ".parmflow-complete"
 
 
@@ -44,8 +47,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PARMFLOW_CACHE", Path.home() / ".cache" / "parmflow"))
 
 
+def packaged_mini(checkpoint: str) -> str:
+    """The folder of a ``mini:<name>`` checkpoint; an unknown name fails listing the known ones."""
+    from actors.mini.packaged import CHECKPOINTS
+
+    known = sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file())
+    name = checkpoint[len(MINI_PREFIX) :]
+    if name not in known:
+        raise ValueError(f"unknown mini checkpoint {checkpoint!r}; known: {known}")
+    return str(CHECKPOINTS / name)
+
+
 def resolve_checkpoint(checkpoint: str) -> str:
     """Return a directory or hub id that ``from_pretrained`` can load."""
+    if checkpoint.startswith(MINI_PREFIX):
+        return packaged_mini(checkpoint)
     if not checkpoint.startswith(TINY_PREFIX):
         return os.path.expanduser(checkpoint) if checkpoint.startswith(("~", "/", ".")) else checkpoint
     name = _tiny_name(checkpoint)
@@ -83,8 +99,12 @@ def is_local_path(checkpoint: str) -> bool:
 
 
 def check_checkpoint(checkpoint: str, trust_pickle: bool) -> None:
-    """What can be known of a checkpoint without loading it: a ``tiny:`` name must be known, and
-    a local path must exist and hold weights this run may load. A hub id is checked when it loads."""
+    """What can be known of a checkpoint without loading it: a ``tiny:`` or ``mini:`` name must be
+    known, and a local path must exist and hold weights this run may load. A hub id is checked
+    when it loads."""
+    if checkpoint.startswith(MINI_PREFIX):
+        packaged_mini(checkpoint)
+        return
     if checkpoint.startswith(TINY_PREFIX):
         _tiny_name(checkpoint)
         return

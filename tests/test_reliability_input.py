@@ -154,6 +154,11 @@ RECIPE_ERRORS = {
         ("judge", "checkpoint"),
         "unknown tiny checkpoint 'tiny:nope'",
     ),
+    "unknown_mini_checkpoint": (
+        {"generator": {"checkpoint": "mini:nope"}},
+        ("generator", "checkpoint"),
+        "unknown mini checkpoint 'mini:nope'",
+    ),
     "pickled_checkpoint_without_opt_in": (
         {"generator": {"checkpoint": "PICKLED"}},
         ("generator", "checkpoint"),

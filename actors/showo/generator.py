@@ -39,7 +39,7 @@ from actors.showo.maskgit import (
     start_step_for,
 )
 from actors.showo.model import ShowoTransformer
-from actors.showo.prompting import TokenIds, omni_attention, t2i_sequences, text_block
+from actors.showo.prompting import TokenIds, prompt_blocks
 from actors.showo.weights import load_strict, local_dir
 from schemas.config import GeneratorSpec
 
@@ -165,34 +165,18 @@ class ShowoGenerator:
             )
         return state
 
-    def _text_blocks(self, prompts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
-        blocks, pads = [], []
-        for prompt in prompts:
-            text_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            if any(t >= self.config.llm_vocab_size for t in text_ids):
-                raise ValueError(
-                    f"tokenizer gave ids >= llm_vocab_size {self.config.llm_vocab_size}: {prompt!r}"
-                )
-            block, pad = text_block(list(text_ids), self.ids, self.options.max_text_len)
-            blocks.append(block)
-            pads.append(pad)
-        return blocks, pads
-
     @torch.inference_mode()
     def _step(self, states: list[PathState]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One MaskGIT step for paths at any steps; returns (predicted grids, re-masked grids, the
         confidences of the decided tokens)."""
         guided = self.options.guidance_scale > 0
         prompts = [s.prompt for s in states] + ([""] * len(states) if guided else [])
-        blocks, pads = self._text_blocks(prompts)
+        blocks, pads = prompt_blocks(
+            self.tokenizer, prompts, self.ids, self.config.llm_vocab_size, self.options.max_text_len
+        )
         tokens = torch.from_numpy(np.stack([s.tokens for s in states]).astype(np.int64)).to(self.device)
         image_tokens = torch.cat([tokens, tokens]) if guided else tokens
-        input_ids = t2i_sequences(blocks, image_tokens, self.ids)
-        text_len = self.options.max_text_len + 1
-        allowed = omni_attention(torch.tensor(pads, device=self.device), text_len, input_ids.shape[1])
-        logits = self.model(input_ids, allowed, logits_from=text_len + 1)[:, : self.num_tokens]
-        codes = slice(self.ids.image_offset, self.ids.image_offset + self.config.codebook_size)
-        logits = logits[..., codes].float()
+        logits = self.model.code_logits(blocks, pads, image_tokens, self.ids).float()
         if guided:
             cond, uncond = logits.chunk(2)
             g = self.options.guidance_scale

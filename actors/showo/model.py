@@ -16,6 +16,7 @@ from torch import nn
 from transformers import PhiConfig, PhiForCausalLM
 
 from actors.showo.config import ShowoConfig
+from actors.showo.prompting import TokenIds, omni_attention, t2i_sequences
 
 
 def phi_config_for(config: ShowoConfig, llm: PhiConfig) -> PhiConfig:
@@ -45,3 +46,15 @@ class ShowoTransformer(nn.Module):
         hidden = self.showo.model(input_ids=input_ids, attention_mask=additive[:, None]).last_hidden_state
         head = self.showo.lm_head
         return head(hidden[:, logits_from:].to(head.weight.dtype))
+
+    def code_logits(
+        self, blocks: list[list[int]], pads: list[int], tokens: torch.Tensor, ids: TokenIds
+    ) -> torch.Tensor:
+        """(B, N, codebook_size) logits over image codes for every image slot, from text blocks of
+        ``prompt_blocks`` and (B, N) tokens (UNKNOWN = masked). Sampling and training both go
+        through here, so they see the same sequences."""
+        input_ids = t2i_sequences(blocks, tokens, ids)
+        text_len = len(blocks[0])
+        allowed = omni_attention(torch.tensor(pads, device=tokens.device), text_len, input_ids.shape[1])
+        logits = self(input_ids, allowed, logits_from=text_len + 1)[:, : tokens.shape[1]]
+        return logits[..., ids.image_offset : ids.image_offset + self.config.codebook_size]

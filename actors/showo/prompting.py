@@ -14,9 +14,11 @@ whole sequence, padding included, as in the reference.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from actors.interfaces import UNKNOWN
 from actors.showo.config import ShowoConfig
@@ -59,6 +61,26 @@ def text_block(text_ids: list[int], ids: TokenIds, max_text_len: int) -> tuple[l
         body = [*body[: width - 1], ids.eos]
     pad = width - len(body)
     return [ids.pad] * pad + body, pad
+
+
+def prompt_blocks(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    ids: TokenIds,
+    llm_vocab_size: int,
+    max_text_len: int,
+) -> tuple[list[list[int]], list[int]]:
+    """Text blocks and padding counts for prompts, as both sampling and training build them (the
+    empty prompt is the unconditional row of classifier-free guidance)."""
+    blocks, pads = [], []
+    for prompt in prompts:
+        text_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if any(t >= llm_vocab_size for t in text_ids):
+            raise ValueError(f"tokenizer gave ids >= llm_vocab_size {llm_vocab_size}: {prompt!r}")
+        block, pad = text_block(list(text_ids), ids, max_text_len)
+        blocks.append(block)
+        pads.append(pad)
+    return blocks, pads
 
 
 def t2i_sequences(text_blocks: list[list[int]], tokens: torch.Tensor, ids: TokenIds) -> torch.Tensor:

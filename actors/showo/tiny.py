@@ -10,6 +10,7 @@ vocabulary built offline with ``tokenizers``; like Phi's it uses ``<|endoftext|>
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -31,13 +32,18 @@ TINY_TEXT_VOCAB = 64
 TINY_CODE_BITS = 6
 
 
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {word: i for i, word in enumerate(["<|endoftext|>", "<unk>", *TINY_WORDS])}
+def word_tokenizer(words: Sequence[str]) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer over ``words`` (id 0 ``<|endoftext|>``, id 1 ``<unk>``)."""
+    vocab = {word: i for i, word in enumerate(["<|endoftext|>", "<unk>", *words])}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<unk>"
     )
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    return word_tokenizer(TINY_WORDS)
 
 
 def showo_config(llm_vocab_size: int, code_bits: int, num_vq_tokens: int) -> ShowoConfig:
@@ -59,20 +65,33 @@ def write_showo_checkpoint(
     tokenizer: PreTrainedTokenizerFast,
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",
+    model: ShowoTransformer | None = None,
+    vq: Magvit2 | None = None,
 ) -> None:
+    """Write a checkpoint of ``model`` and ``vq`` (trained modules, left as they are), or of fresh
+    random ones built on ``device`` where not given; the weights are stored in ``dtype``."""
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps({"_class_name": "Showo", **config.__dict__}, indent=2))
     phi.save_pretrained(path / "llm")
     tokenizer.save_pretrained(path / "llm")
     with torch.device(device):
-        model = ShowoTransformer(config, phi).to(dtype)
-        vq = Magvit2(magvit).to(dtype)
-    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, path / "model.safetensors")
-    (path / "vq").mkdir(exist_ok=True)
-    (path / "vq" / "config.json").write_text(json.dumps({"_class_name": "MAGVITv2", **magvit.to_dict()}))
-    save_file(
-        {k: v.contiguous().cpu() for k, v in vq.state_dict().items()}, path / "vq" / "model.safetensors"
-    )
+        model = model if model is not None else ShowoTransformer(config, phi)
+        vq = vq if vq is not None else Magvit2(magvit)
+    save_weights(model, path / "model.safetensors", dtype)
+    write_magvit(path / "vq", vq, dtype)
+
+
+def save_weights(module: torch.nn.Module, file: Path, dtype: torch.dtype) -> None:
+    """A module's state dict as safetensors, floating tensors in ``dtype`` (integer buffers kept)."""
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in module.state_dict().items()}
+    save_file({k: v.contiguous().cpu() for k, v in state.items()}, file)
+
+
+def write_magvit(path: Path, vq: Magvit2, dtype: torch.dtype) -> None:
+    """MAGVIT-v2 as ``showlab/magvitv2`` lays it out: ``config.json`` + ``model.safetensors``."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps({"_class_name": "MAGVITv2", **vq.config.to_dict()}))
+    save_weights(vq, path / "model.safetensors", dtype)
 
 
 def tiny_magvit() -> MagvitConfig:

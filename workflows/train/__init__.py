@@ -1,0 +1,1 @@
+"""Training scripts for the miniature world's tokenizer and generator."""
